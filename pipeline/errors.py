@@ -1,0 +1,80 @@
+"""The pipeline's exceptions and the exit code each one maps to.
+
+User mistakes (config, input, usage) are `PipelineError`s: the CLI prints their message as one
+line and exits 2, never a traceback. `TransientError` and `PermanentError` classify a failed
+API call and drive retries. Every exception here survives pickling, because workers raise them
+in other processes.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED_ROWS = 1
+EXIT_USAGE = 2
+EXIT_OUTAGE = 3
+EXIT_INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    """An error the user can act on; its message is shown as one line."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(PipelineError):
+    """The config file or a command-line override is wrong; the message names the key."""
+
+
+class InputError(PipelineError):
+    """The input file cannot be read as a table of users; the message names the file."""
+
+
+class RunStateError(PipelineError):
+    """The output folder holds a run that this command cannot continue."""
+
+
+class OutageError(PipelineError):
+    """The API stayed unavailable for longer than `[retry] give_up_after`; state is saved."""
+
+    exit_code = EXIT_OUTAGE
+
+
+class CallError(Exception):
+    """A failed API call. `http_status` is None when no HTTP answer came back."""
+
+    kind = "error"
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.message, self.http_status, self.retry_after))
+
+
+def _rebuild(
+    cls: type[CallError], message: str, http_status: int | None, retry_after: float | None
+) -> CallError:
+    return cls(message, http_status=http_status, retry_after=retry_after)
+
+
+class TransientError(CallError):
+    """Worth retrying: timeout, connection error, 408, 429, 5xx, or an unusable 200 body."""
+
+    kind = "transient"
+
+
+class PermanentError(CallError):
+    """Not worth retrying: a 4xx other than 401, 408 and 429."""
+
+    kind = "permanent"
+
+
+class AuthError(CallError):
+    """HTTP 401: the partner token expired or is unknown; refresh it and call again."""
+
+    kind = "auth"

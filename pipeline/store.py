@@ -1,0 +1,145 @@
+"""The run folder: its layout, `run.json`, shard states and atomic writes.
+
+Every state a command needs is read from files here, so `status`, `rerun-failed` and `merge`
+work on any run folder, even one whose run was killed:
+
+    out/run.json                      the run's fingerprint and settings
+    out/pipeline.log                  the log
+    out/shards/input/shard-NNNNN.parquet    input rows, validated
+    out/shards/results/shard-NNNNN.parquet  outcomes; exists only for a finished shard
+
+Files that matter are written to a temporary name in the same folder, flushed to disk, then
+moved over the target with `os.replace`: a kill at any moment leaves the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RUN_FILE = "run.json"
+LOG_FILE = "pipeline.log"
+SHARD_PREFIX = "shard-"
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success fsync it and move it over `path`.
+
+    On an exception the temporary file is removed and `path` is left as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for a writer that wants a file name (openpyxl,
+    pyarrow); when the block succeeds, fsync that file and move it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a folder be opened.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    with atomic_file(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False)
+        handle.write("\n")
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each file of a run lives, below the output folder `root`."""
+
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "shards" / "input"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "shards" / "results"
+
+    def shard_name(self, index: int) -> str:
+        return f"{SHARD_PREFIX}{index:05d}.parquet"
+
+    def input_shard(self, name: str) -> Path:
+        return self.input_dir / name
+
+    def result_shard(self, name: str) -> Path:
+        return self.results_dir / name
+
+    def input_shards(self) -> list[str]:
+        """Names of the input shards, in input order."""
+        return _shard_names(self.input_dir)
+
+    def result_shards(self) -> list[str]:
+        """Names of the finished shards' result files, in input order."""
+        return _shard_names(self.results_dir)
+
+
+def _shard_names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(SHARD_PREFIX) and p.suffix == ".parquet"
+    )
