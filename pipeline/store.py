@@ -27,6 +27,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import RunStateError
+
 RUN_FILE = "run.json"
 LOG_FILE = "pipeline.log"
 SHARD_PREFIX = "shard-"
@@ -141,5 +143,36 @@ def _shard_names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        p.name for p in folder.iterdir() if p.name.startswith(SHARD_PREFIX) and p.suffix == ".parquet"
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith(SHARD_PREFIX) and p.suffix == ".parquet"
     )
+
+
+def read_run(layout: RunLayout) -> dict[str, Any] | None:
+    """The run's `run.json`, or None when the folder holds no run."""
+    try:
+        text = layout.run_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise RunStateError(
+            f"{layout.run_file}: not a run file this tool wrote; use --fresh to start over"
+        )
+    return data
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like dicts."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [prefix or "(all)"] if old != new else []
+    changed: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        changed += changed_keys(
+            old.get(key), new.get(key), f"{prefix}{key}" if not prefix else f"{prefix}.{key}"
+        )
+    return changed

@@ -1,0 +1,169 @@
+"""The CardGenius API's shape: request fields, response checks, ranking and derived columns.
+
+Pure functions of plain data; no HTTP here (that is `client.py`). A response is untrusted
+input: anything unusable raises `BadBody`, which the client turns into a retryable error.
+See ../shared/spec/cardgenius-api.md for the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+MONTHLY_FIELDS = (
+    "amazon_spends",
+    "flipkart_spends",
+    "grocery_spends_online",
+    "online_food_ordering",
+    "other_online_spends",
+    "other_offline_spends",
+    "dining_or_going_out",
+    "fuel",
+    "school_fees",
+    "rent",
+    "mobile_phone_bills",
+    "electricity_bills",
+    "water_bills",
+    "ott_channels",
+    "all_pharmacy",
+)
+ANNUAL_FIELDS = (
+    "hotels_annual",
+    "flights_annual",
+    "insurance_health_annual",
+    "insurance_car_or_bike_annual",
+    "large_electronics_purchase_like_mobile_tv_etc",
+)
+QUARTERLY_FIELDS = ("domestic_lounge_usage_quarterly", "international_lounge_usage_quarterly")
+REQUEST_FIELDS = frozenset(MONTHLY_FIELDS + ANNUAL_FIELDS + QUARTERLY_FIELDS)
+
+
+class BadBody(ValueError):
+    """A 200 answer that cannot be used: not JSON, `success: false`, or the wrong shape."""
+
+
+def build_body(values: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
+    """The request body: each API field the sum of its input values (already validated)."""
+    body: dict[str, float] = {}
+    for api_field, parts in values.items():
+        total = sum(parts)
+        # Whole rupees go out as ints, so the body reads as a person would write it.
+        body[api_field] = int(total) if float(total).is_integer() else round(total, 2)
+    return body
+
+
+def cards_of(payload: Any, *, wrapped: bool) -> list[Mapping[str, Any]]:
+    """The `savings` list of a decoded 200 answer; `wrapped` for the partner gateway's
+    `{"status": "success", "data": {...}}` envelope."""
+    if wrapped:
+        if not isinstance(payload, Mapping) or payload.get("status") != "success":
+            raise BadBody(_message(payload, "partner answer without status 'success'"))
+        payload = payload.get("data")
+    if not isinstance(payload, Mapping):
+        raise BadBody("answer is not a JSON object")
+    if payload.get("success") is not True:
+        raise BadBody(_message(payload, "answer without success: true"))
+    savings = payload.get("savings")
+    if not isinstance(savings, list) or not all(isinstance(c, Mapping) for c in savings):
+        raise BadBody("answer has no 'savings' list of cards")
+    return savings
+
+
+def _message(payload: Any, fallback: str) -> str:
+    if isinstance(payload, Mapping) and isinstance(payload.get("message"), str):
+        return f"{fallback}: {payload['message'][:200]}"
+    return fallback
+
+
+def money(value: Any) -> float | None:
+    """A money field as a number: JSON numbers as they are, digit strings parsed
+    ("1,000" too); null, "" and anything else unreadable is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.replace(",", "").strip()
+        try:
+            return float(text) if text else None
+        except ValueError:
+            return None
+    return None
+
+
+def net_savings(card: Mapping[str, Any]) -> float | None:
+    """total_savings_yearly - joining_fees + total_extra_benefits; None when the yearly
+    savings are missing (such a card is not ranked). Missing fees and benefits count as 0."""
+    yearly = money(card.get("total_savings_yearly"))
+    if yearly is None:
+        return None
+    fees = money(card.get("joining_fees")) or 0.0
+    extra = money(card.get("total_extra_benefits")) or 0.0
+    return yearly - fees + extra
+
+
+def rank(cards: Sequence[Mapping[str, Any]]) -> list[tuple[float, Mapping[str, Any]]]:
+    """Cards with their net savings, highest first; ties keep the API's order."""
+    scored = [(net, card) for card in cards if (net := net_savings(card)) is not None]
+    scored.sort(key=lambda pair: -pair[0])  # sort is stable: ties keep the API's order
+    return scored
+
+
+def derived_fields(mapped: Sequence[str], top_n: int) -> list[tuple[str, pa.DataType]]:
+    """Names and types of the derived columns, in the order result shards hold them."""
+    columns: list[tuple[str, pa.DataType]] = [
+        ("cards_returned", pa.int32()),
+        ("best_card_savings_gap", pa.float64()),
+    ]
+    for k in range(1, top_n + 1):
+        columns += [
+            (f"top{k}_card_id", pa.int64()),
+            (f"top{k}_card_name", pa.string()),
+            (f"top{k}_joining_fees", pa.float64()),
+            (f"top{k}_total_savings_yearly", pa.float64()),
+            (f"top{k}_total_extra_benefits", pa.float64()),
+            (f"top{k}_net_savings", pa.float64()),
+        ]
+        columns += [(f"top{k}_{f}_savings", pa.float64()) for f in mapped]
+    return columns
+
+
+def derive(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> dict[str, Any]:
+    """The derived columns for one user (see `derived_fields`); absent cards leave None."""
+    ranked = rank(cards)
+    row: dict[str, Any] = {
+        "cards_returned": len(cards),
+        "best_card_savings_gap": ranked[0][0] - ranked[1][0] if len(ranked) >= 2 else None,
+    }
+    for k in range(1, top_n + 1):
+        net, card = ranked[k - 1] if k <= len(ranked) else (None, {})
+        breakdown = card.get("spending_breakdown")
+        if not isinstance(breakdown, Mapping):
+            breakdown = {}
+        row[f"top{k}_card_id"] = _card_id(card.get("id"))
+        row[f"top{k}_card_name"] = _text(card.get("card_name"))
+        row[f"top{k}_joining_fees"] = money(card.get("joining_fees")) if card else None
+        row[f"top{k}_total_savings_yearly"] = money(card.get("total_savings_yearly"))
+        row[f"top{k}_total_extra_benefits"] = (
+            (money(card.get("total_extra_benefits")) or 0.0) if card else None
+        )
+        row[f"top{k}_net_savings"] = net
+        for f in mapped:
+            item = breakdown.get(f)
+            saved = money(item.get("savings")) if isinstance(item, Mapping) else None
+            row[f"top{k}_{f}_savings"] = (saved or 0.0) if card else None
+    return row
+
+
+def _card_id(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

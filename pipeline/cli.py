@@ -1,0 +1,227 @@
+"""The `pipeline` command: parse, call one library function, map errors to exit codes.
+
+`main(argv) -> int` is what the console script and the tests call. A user's mistake (config,
+input, usage) is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.config import Config, load_config
+from pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, PipelineError
+
+log = logging.getLogger("pipeline")
+
+# Command-line flag -> config key it overrides.
+_OVERRIDES = {
+    "input": "input.path",
+    "out": "output.dir",
+    "max_workers": "processing.max_workers",
+    "processes": "processing.processes",
+    "rate": "processing.rate_limit",
+    "shard_size": "processing.shard_size",
+    "mock": "api.mock",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config.toml"),
+        help="config file (default: ./config.toml)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Call the CardGenius API once per user: sharded, rate-limited, "
+        "resumable, merged to Excel.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, handler, text in (
+        (
+            "run",
+            _run,
+            "shard the input, call the API for every row, merge the workbook (resumes a run)",
+        ),
+        ("rerun-failed", _rerun_failed, "request again only the rows that failed, then merge"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
+        _run_flags(cmd)
+        cmd.set_defaults(handler=handler)
+
+    cmd = sub.add_parser(
+        "merge", parents=[common], help="build the workbook from the result shards"
+    )
+    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
+    cmd.set_defaults(handler=_merge)
+
+    cmd = sub.add_parser(
+        "status", parents=[common], help="shards and rows by state, errors by kind"
+    )
+    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
+    cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    cmd.set_defaults(handler=_status)
+
+    cmd = sub.add_parser(
+        "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
+    )
+    cmd.add_argument("--port", type=int, default=8765)
+    cmd.add_argument("--latency-ms", type=float)
+    cmd.add_argument("--jitter-ms", type=float)
+    cmd.add_argument("--error-rate", type=float)
+    cmd.add_argument("--rate-limit", type=float, help="requests/s above which it answers 429")
+    cmd.add_argument("--cards", type=int, help="catalogue size (1-100)")
+    cmd.add_argument("--seed", type=int)
+    cmd.set_defaults(handler=_mock_api)
+    return parser
+
+
+def _run_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
+    cmd.add_argument("--out", help="output folder")
+    cmd.add_argument("--max-workers", type=int, help="requests in flight, all processes together")
+    cmd.add_argument("--processes", type=int, help="worker processes")
+    cmd.add_argument("--rate", type=float, help="requests per second, all processes; 0 = no limit")
+    cmd.add_argument("--shard-size", type=int, help="input rows per shard")
+    cmd.add_argument(
+        "--mock", action=argparse.BooleanOptionalAction, help="use the embedded mock API"
+    )
+    cmd.add_argument("--no-progress", action="store_true", help="plain log lines only")
+    cmd.add_argument("--no-merge", action="store_true", help="do not write the workbook")
+    cmd.add_argument(
+        "--fresh", action="store_true", help="discard the output folder's state, start over"
+    )
+    cmd.add_argument("--limit", type=int, help="only the first N input rows (a trial run)")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    for flag, key in _OVERRIDES.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides)
+
+
+def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
+    from pipeline.coordinator import RunOptions
+
+    if args.limit is not None and args.limit < 1:
+        raise PipelineError(f"--limit {args.limit}: must be at least 1")
+    return RunOptions(
+        fresh=args.fresh,
+        merge=not args.no_merge,
+        limit=args.limit,
+        retry_failed=retry_failed,
+        progress="log",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline import coordinator
+
+    config = _config(args)
+    return coordinator.run(config, _run_options(args, retry_failed=False))
+
+
+def _rerun_failed(args: argparse.Namespace) -> int:
+    from pipeline import coordinator
+
+    config = _config(args)
+    return coordinator.run(config, _run_options(args, retry_failed=True))
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from pipeline import runinfo
+    from pipeline.store import RunLayout, read_run
+
+    config = _config(args)
+    layout = RunLayout(config.output.dir)
+    if read_run(layout) is None:
+        raise PipelineError(f"{layout.root}: no run here to merge; start one with `pipeline run`")
+    report = runinfo.merge_run(config, layout)
+    print(
+        f"Wrote {layout.root / config.output.excel}: "
+        f"{report.results_rows} result rows, {report.failures} failures"
+    )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline import status
+
+    config = _config(args)
+    facts = status.collect(config)
+    print(json.dumps(facts, indent=2) if args.json else status.render(facts))
+    return EXIT_OK
+
+
+def _mock_api(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline import mockapi, runinfo
+
+    settings = (
+        runinfo.mock_settings(_config(args)) if args.config.exists() else mockapi.MockSettings()
+    )
+    changes = {
+        "latency_ms": args.latency_ms,
+        "jitter_ms": args.jitter_ms,
+        "error_rate": args.error_rate,
+        "rate_limit": args.rate_limit,
+        "cards": args.cards,
+        "seed": args.seed,
+    }
+    try:
+        settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as exc:
+        raise PipelineError(f"mock-api: {exc}") from None
+    try:
+        mockapi.serve(settings, "127.0.0.1", args.port)
+    except OSError as exc:
+        raise PipelineError(
+            f"mock-api: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}"
+        ) from None
+    return EXIT_OK
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Log lines go to stderr (stdout is for a command's own output, like `status --json`)."""
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for old in [h for h in log.handlers if h.get_name() == "console"]:
+        log.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("console")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

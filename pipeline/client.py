@@ -1,0 +1,211 @@
+"""The only module that speaks HTTP: one CardGenius call, auth, and what the answer means.
+
+`CardGeniusClient.call(body)` sends one request on the calling thread's `requests.Session` and
+returns the decoded list of cards, or raises `TransientError` / `PermanentError` (pipeline.errors)
+so the caller can decide about retries. With `auth = "partner-token"` a process-wide
+`TokenSource` fetches the token once and refreshes it (single flight) after a 401.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from pipeline.cardgenius import BadBody, cards_of
+from pipeline.errors import AuthError, CallError, PermanentError, TransientError
+from pipeline.retry import AUTH, PERMANENT, SUCCESS, classify_status, parse_retry_after
+
+USER_AGENT = "cardgenius-pipeline/0.1"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to call; plain data, so it crosses process boundaries."""
+
+    url: str
+    """The calculate endpoint: the direct `/cg/api/pro` or the gateway's calculate URL."""
+    auth: str = "none"
+    token_url: str = ""
+    api_key: str = ""
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    verify: str | bool = True
+
+    def __repr__(self) -> str:  # the key must never reach a log or a traceback
+        return f"Endpoint(url={self.url!r}, auth={self.auth!r})"
+
+
+def partner_urls(url: str) -> tuple[str, str]:
+    """(calculate URL, token URL) for the partner gateway at `url`.
+
+    `url` may be the gateway's calculate URL (`.../partner/cardgenius/calculate`) or just its
+    origin; the token URL is `/partner/token` beside it.
+    """
+    parts = urlsplit(url)
+    path = parts.path
+    prefix = path[: path.index("/partner/")] if "/partner/" in path else path.rstrip("/")
+    if prefix.endswith(("/cg/api/pro", "/cg/api/beta")):
+        prefix = prefix.rsplit("/cg/api/", 1)[0]
+
+    def at(p: str) -> str:
+        return urlunsplit((parts.scheme, parts.netloc, prefix + p, "", ""))
+
+    return at("/partner/cardgenius/calculate"), at("/partner/token")
+
+
+@dataclass(frozen=True)
+class Answer:
+    cards: list[Mapping[str, Any]]
+    http_status: int
+    latency_ms: float
+
+
+class TokenSource:
+    """The partner token of one process, shared by its threads.
+
+    After a 401 each thread calls `refresh(stale)`: the first one fetches a new token, the
+    others wait for it and reuse it (single flight).
+    """
+
+    def __init__(self, endpoint: Endpoint, fetch: Callable[[Endpoint], str]) -> None:
+        self._endpoint = endpoint
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self.refreshes = 0
+
+    def get(self) -> str:
+        with self._lock:
+            if self._token is None:
+                self._token = self._fetch(self._endpoint)
+                self.refreshes += 1
+            return self._token
+
+    def refresh(self, stale: str) -> str:
+        with self._lock:
+            if self._token == stale or self._token is None:
+                self._token = self._fetch(self._endpoint)
+                self.refreshes += 1
+            return self._token
+
+
+def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> str:
+    """POST the key to the token URL; the JWT from the answer. Errors never show the key."""
+    http = session or requests.Session()
+    try:
+        response = http.post(
+            endpoint.token_url,
+            json={"x-api-key": endpoint.api_key},
+            timeout=(endpoint.connect_timeout, endpoint.timeout),
+            verify=endpoint.verify,
+        )
+    except requests.RequestException as exc:
+        raise TransientError(f"token request failed: {type(exc).__name__}") from None
+    kind = classify_status(response.status_code)
+    if kind != SUCCESS:
+        error = TransientError if kind not in (PERMANENT, AUTH) else PermanentError
+        raise error(
+            f"token request answered HTTP {response.status_code}", http_status=response.status_code
+        )
+    try:
+        token = response.json()["data"]["jwttoken"]
+    except (ValueError, KeyError, TypeError):
+        token = None
+    if not isinstance(token, str) or not token:
+        raise TransientError("token answer has no data.jwttoken", http_status=response.status_code)
+    return token
+
+
+class CardGeniusClient:
+    """Calls the API for one thread: its own Session, the process's TokenSource."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        session: requests.Session,
+        tokens: TokenSource | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.endpoint = endpoint
+        self.session = session
+        self.tokens = tokens
+        self._clock = clock
+        self._wrapped = endpoint.auth == "partner-token"
+
+    def call(self, body: Mapping[str, Any]) -> Answer:
+        """One request; a 401 refreshes the token and tries once more (not an attempt)."""
+        token = self.tokens.get() if self.tokens else None
+        try:
+            return self._call_once(body, token)
+        except AuthError:
+            if self.tokens is None or token is None:
+                raise PermanentError(
+                    "HTTP 401 without partner-token auth", http_status=401
+                ) from None
+            return self._call_once(body, self.tokens.refresh(token))
+
+    def _call_once(self, body: Mapping[str, Any], token: str | None) -> Answer:
+        headers = {"partner-token": token} if token else None
+        data = json.dumps(body, separators=(",", ":")).encode()
+        started = self._clock()
+        try:
+            response = self.session.post(
+                self.endpoint.url,
+                data=data,
+                headers=headers,
+                timeout=(self.endpoint.connect_timeout, self.endpoint.timeout),
+            )
+            content = response.content
+        except requests.Timeout:
+            raise TransientError("timeout") from None
+        except requests.RequestException as exc:
+            raise TransientError(f"connection error: {type(exc).__name__}") from None
+        latency_ms = (self._clock() - started) * 1000.0
+        status = response.status_code
+        kind = classify_status(status)
+        if kind != SUCCESS:
+            raise _http_error(kind, status, response.headers.get("Retry-After"), content)
+        try:
+            cards = cards_of(json.loads(content), wrapped=self._wrapped)
+        except (ValueError, BadBody) as exc:
+            reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
+            raise TransientError(f"bad body: {reason}", http_status=status) from None
+        return Answer(cards=cards, http_status=status, latency_ms=latency_ms)
+
+
+def _http_error(kind: str, status: int, retry_after: str | None, content: bytes) -> CallError:
+    message = f"HTTP {status}{_detail(content)}"
+    if kind == AUTH:
+        return AuthError(message, http_status=status)
+    if kind == PERMANENT:
+        return PermanentError(message, http_status=status)
+    return TransientError(message, http_status=status, retry_after=parse_retry_after(retry_after))
+
+
+def _detail(content: bytes) -> str:
+    """The API's own message from an error body, if it has one (proxies send HTML)."""
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        return ""
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return f": {payload['message'][:200]}"
+    return ""
+
+
+def new_session(endpoint: Endpoint) -> requests.Session:
+    """A Session for one thread: JSON content type, gzip accepted, TLS per the config."""
+    session = requests.Session()
+    session.headers.update(
+        {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
+    )
+    session.verify = endpoint.verify
+    return session

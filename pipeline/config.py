@@ -1,0 +1,311 @@
+"""Typed, frozen configuration: one dataclass per TOML table, validated once at load time.
+
+`load_config(path, overrides)` reads `config.toml`, applies command-line overrides (keys like
+`"processing.max_workers"`), checks every key, and returns a `Config`. Defaults live here and
+only here. Errors are `ConfigError`s that name the file, the key, the value and the rule.
+
+Relative paths in the file are taken from the file's folder; relative paths given on the
+command line are taken from the working folder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from pipeline.cardgenius import REQUEST_FIELDS
+from pipeline.errors import ConfigError
+from pipeline.schema import RESERVED
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: Path = Path("data/sample_users.csv")
+    """The users: .csv, .parquet or .xlsx."""
+    id_column: str = "user_id"
+    sheet: str = ""
+    """For .xlsx: the sheet to read; "" = the first."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    url: str = "http://127.0.0.1:8765/cg/api/pro"
+    auth: str = "none"
+    """"none" (direct endpoint) or "partner-token" (token from `key_env`)."""
+    key_env: str = "CARDGENIUS_API_KEY"
+    timeout: float = 30.0
+    """Seconds to wait for a response."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for a connection."""
+    ca_bundle: str = ""
+    """Path to a CA bundle for a corporate proxy; "" = the system's."""
+    mock: bool = True
+    """Start the embedded mock API for the run and send every request to it."""
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    max_workers: int = 20
+    """Requests in flight at once, all processes together."""
+    processes: int = 2
+    """Worker processes; each runs about max_workers / processes threads."""
+    shard_size: int = 1000
+    """Input rows per shard."""
+    rate_limit: float = 0.0
+    """Requests per second, all processes together; 0 = no client-side limit."""
+    adaptive: bool = True
+    dedupe_requests: bool = True
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 4
+    """Per row, the first try included."""
+    backoff_initial: float = 0.5
+    """Seconds before the first retry; doubled each retry, with jitter."""
+    backoff_max: float = 60.0
+    retry_after_max: float = 300.0
+    """Longest Retry-After honoured, in seconds; longer counts as an outage."""
+    give_up_after: float = 600.0
+    """Seconds of continuous outage before the run stops with exit code 3."""
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    latency_ms: float = 150.0
+    jitter_ms: float = 50.0
+    error_rate: float = 0.0
+    """Share of requests answered 500."""
+    rate_limit: float = 0.0
+    """Requests/s above which the mock answers 429 with Retry-After; 0 = none."""
+    cards: int = 15
+    """Catalogue size, 1 to 100; 100 gives ~1 MB responses."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: Path = Path("out")
+    excel: str = "results.xlsx"
+    """The workbook's file name, inside `dir`."""
+    top_n: int = 3
+    """Cards per user in the results."""
+
+
+@dataclass(frozen=True)
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    request: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """API field -> the input columns whose values are added up to make it."""
+    api: ApiConfig = field(default_factory=ApiConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    mock: MockConfig = field(default_factory=MockConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: Path | None = None
+    """The file this config came from; None for defaults."""
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """The input columns the request mapping reads, each once, in mapping order."""
+        seen: dict[str, None] = {}
+        for columns in self.request.values():
+            seen.update(dict.fromkeys(columns))
+        return tuple(seen)
+
+    @property
+    def excel_path(self) -> Path:
+        return self.output.dir / self.output.excel
+
+
+_TABLES: dict[str, type] = {
+    "input": InputConfig,
+    "api": ApiConfig,
+    "processing": ProcessingConfig,
+    "retry": RetryConfig,
+    "mock": MockConfig,
+    "output": OutputConfig,
+}
+
+
+def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read `path` (TOML), apply `overrides` ("table.key" -> value), validate, return."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (use --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return build_config(raw, source=path, overrides=overrides)
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    *,
+    source: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    where = str(source) if source else "config"
+    base = source.parent if source else Path.cwd()
+    unknown = set(raw) - set(_TABLES) - {"request"}
+    if unknown:
+        known = ", ".join(["request", *_TABLES])
+        raise ConfigError(f"{where}: unknown table [{sorted(unknown)[0]}] (tables: {known})")
+    tables: dict[str, Any] = {}
+    for name, cls in _TABLES.items():
+        table = raw.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        tables[name] = _build_table(where, name, cls, table, base)
+    request = _build_request(where, raw.get("request"))
+    config = Config(request=request, source=source, **tables)
+    for key, value in (overrides or {}).items():
+        config = _override(config, key, value)
+    _check(where, config)
+    return config
+
+
+def _build_table(where: str, name: str, cls: type, table: Mapping[str, Any], base: Path) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key [{name}] {key} (keys: {', '.join(known)})")
+        values[key] = _coerce(f"{where}: [{name}] {key}", known[key].default, value)
+    for key, spec in known.items():
+        path = values.get(key, spec.default)
+        if isinstance(path, Path) and not path.is_absolute():
+            values[key] = base / path
+    return cls(**values)
+
+
+def _coerce(label: str, default: Any, value: Any) -> Any:
+    """Check `value` against the type of the field's default; ints are accepted for floats."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{label} = {value!r}: must be true or false")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{label} = {value!r}: must be a whole number")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{label} = {value!r}: must be a finite number")
+            return float(value)
+        raise ConfigError(f"{label} = {value!r}: must be a number")
+    if isinstance(default, Path):
+        if isinstance(value, str | Path) and str(value):
+            return Path(value)
+        raise ConfigError(f"{label} = {value!r}: must be a non-empty path")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{label} = {value!r}: must be a string")
+
+
+def _build_request(where: str, table: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(table, Mapping) or not table:
+        raise ConfigError(
+            f"{where}: [request] must map at least one API field to an input column, "
+            'e.g. amazon_spends = "avg_amazon_gmv"'
+        )
+    mapping: dict[str, tuple[str, ...]] = {}
+    for api_field, columns in table.items():
+        label = f"{where}: [request] {api_field}"
+        if api_field not in REQUEST_FIELDS:
+            raise ConfigError(f"{label}: not a CardGenius request field (see cardgenius-api.md)")
+        if isinstance(columns, str):
+            columns = [columns]
+        if (
+            not isinstance(columns, list)
+            or not columns
+            or not all(isinstance(c, str) and c.strip() for c in columns)
+        ):
+            raise ConfigError(f"{label} = {columns!r}: must be a column name or a list of them")
+        mapping[api_field] = tuple(c.strip() for c in columns)
+    return mapping
+
+
+def _override(config: Config, key: str, value: Any) -> Config:
+    table_name, _, name = key.partition(".")
+    table = getattr(config, table_name)
+    default = getattr(type(table)(), name)
+    label = f"--{name.replace('_', '-')}"
+    coerced = _coerce(label, default, value)
+    if isinstance(coerced, Path) and not coerced.is_absolute():
+        coerced = Path.cwd() / coerced
+    return replace(config, **{table_name: replace(table, **{name: coerced})})
+
+
+_POSITIVE = {
+    "processing.max_workers": 1,
+    "processing.processes": 1,
+    "processing.shard_size": 1,
+    "retry.max_attempts": 1,
+    "mock.cards": 1,
+    "output.top_n": 1,
+}
+_NOT_NEGATIVE = (
+    "api.timeout",
+    "api.connect_timeout",
+    "processing.rate_limit",
+    "retry.backoff_initial",
+    "retry.backoff_max",
+    "retry.retry_after_max",
+    "retry.give_up_after",
+    "mock.latency_ms",
+    "mock.jitter_ms",
+    "mock.rate_limit",
+)
+
+
+def _check(where: str, c: Config) -> None:
+    """The rules that span one value or several; each message names the key and the rule."""
+
+    def fail(key: str, rule: str) -> None:
+        table, _, name = key.partition(".")
+        raise ConfigError(f"{where}: [{table}] {name} = {_get(c, key)!r}: {rule}")
+
+    for key, low in _POSITIVE.items():
+        if _get(c, key) < low:
+            fail(key, f"must be at least {low}")
+    for key in _NOT_NEGATIVE:
+        if _get(c, key) < 0:
+            fail(key, "must not be negative")
+    for key in ("api.timeout", "api.connect_timeout"):
+        if _get(c, key) <= 0:
+            fail(key, "must be more than 0 seconds")
+    if c.processing.processes > c.processing.max_workers:
+        fail("processing.processes", f"must not exceed max_workers ({c.processing.max_workers})")
+    if c.mock.cards > 100:
+        fail("mock.cards", "must be at most 100")
+    if not 0.0 <= c.mock.error_rate <= 1.0:
+        fail("mock.error_rate", "must be between 0 and 1")
+    if c.retry.backoff_max < c.retry.backoff_initial:
+        fail("retry.backoff_max", f"must be at least backoff_initial ({c.retry.backoff_initial})")
+    if c.api.auth not in ("none", "partner-token"):
+        fail("api.auth", 'must be "none" or "partner-token"')
+    if not c.api.mock and not c.api.url.startswith(("http://", "https://")):
+        fail("api.url", "must start with http:// or https://")
+    if not c.input.id_column.strip():
+        fail("input.id_column", "must name a column")
+    for name in (c.input.id_column, *c.value_columns):
+        if name in RESERVED:
+            raise ConfigError(f"{where}: input column {name!r} clashes with a result column name")
+    if c.input.id_column in c.value_columns:
+        fail("input.id_column", "is also mapped in [request]")
+    if not c.output.excel.lower().endswith(".xlsx") or "/" in c.output.excel:
+        fail("output.excel", "must be a file name ending in .xlsx")
+
+
+def _get(config: Config, key: str) -> Any:
+    table, _, name = key.partition(".")
+    return getattr(getattr(config, table), name)

@@ -1,0 +1,159 @@
+"""What `run.json` says about a run, the run's log file, and building its workbook.
+
+`run.json` holds the run's fingerprint (what defines the results: the input file's identity
+and content hash, the request mapping, the endpoint, top_n, the id column, the row limit), the
+settings used, and its timing. A rerun with another fingerprint is refused; settings that do
+not change results (workers, rate, ...) may change between resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.errors import InputError
+from pipeline.merge import MergeReport, write_workbook
+from pipeline.store import RunLayout, read_run, write_json_atomic
+
+log = logging.getLogger("pipeline")
+RUN_FORMAT = 1
+
+
+def fingerprint(config: Config, limit: int | None) -> dict[str, Any]:
+    """What defines the run's results; any change to it means another run."""
+    endpoint: dict[str, Any] = {"auth": config.api.auth}
+    if config.api.mock:
+        endpoint.update(mock=True, cards=config.mock.cards, seed=config.mock.seed)
+    else:
+        endpoint.update(url=config.api.url)
+    return {
+        "input": _file_identity(config.input.path),
+        "sheet": config.input.sheet,
+        "id_column": config.input.id_column,
+        "limit": limit,
+        "request": {k: list(v) for k, v in config.request.items()},
+        "endpoint": endpoint,
+        "top_n": config.output.top_n,
+    }
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    try:
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"{path}: input file not found ([input] path or --input)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read input file: {exc.strerror}") from None
+    return {"path": str(path.resolve()), "size": size, "sha256": digest.hexdigest()}
+
+
+def new_run(config: Config, fp: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": RUN_FORMAT,
+        "fingerprint": fp,
+        "settings": settings_of(config),
+        "input": {"sharded": False},
+        "started_at": now_iso(),
+        "finished_at": None,
+        "elapsed_seconds": 0.0,
+    }
+
+
+def settings_of(config: Config) -> dict[str, Any]:
+    """The settings that shape how a run goes (not what it yields); no key, no secrets."""
+    return {
+        "processing": asdict(config.processing),
+        "retry": asdict(config.retry),
+        "api": {
+            "url": "(embedded mock)" if config.api.mock else config.api.url,
+            "auth": config.api.auth,
+            "timeout": config.api.timeout,
+            "connect_timeout": config.api.connect_timeout,
+        },
+    }
+
+
+def record_session(
+    layout: RunLayout, info: dict[str, Any], seconds: float, *, finished: bool
+) -> dict[str, Any]:
+    """Add one session's time to run.json, and the finish time when every shard is done."""
+    info = dict(info)
+    info["elapsed_seconds"] = round(float(info.get("elapsed_seconds", 0.0)) + seconds, 3)
+    if finished and len(layout.result_shards()) == len(layout.input_shards()):
+        info["finished_at"] = now_iso()
+    write_json_atomic(layout.run_file, info)
+    return info
+
+
+def merge_run(config: Config, layout: RunLayout) -> MergeReport:
+    """Write the workbook from the result shards that exist now."""
+    info = read_run(layout) or {}
+    rows = info.get("input", {}).get("rows")
+    elapsed = float(info.get("elapsed_seconds", 0.0))
+    settings = info.get("settings", {})
+    facts: list[tuple[str, object]] = [
+        ("input", info.get("fingerprint", {}).get("input", {}).get("path")),
+        ("started", info.get("started_at")),
+        ("finished", info.get("finished_at") or "not finished"),
+        ("duration (s)", round(elapsed, 1)),
+        ("throughput (users/s)", round(rows / elapsed, 2) if rows and elapsed else None),
+    ]
+    for table, values in settings.items():
+        facts += [(f"{table}.{key}", value) for key, value in values.items()]
+    dest = layout.root / config.output.excel
+    started = time.monotonic()
+    report = write_workbook(
+        dest,
+        [layout.result_shard(n) for n in layout.result_shards()],
+        id_column=config.input.id_column,
+        value_columns=config.value_columns,
+        facts=facts,
+        expected_rows=rows,
+    )
+    log.info("Wrote %s in %.1fs", dest, time.monotonic() - started)
+    return report
+
+
+def mock_settings(config: Config) -> Any:
+    from pipeline.mockapi import MockSettings
+
+    m = config.mock
+    return MockSettings(
+        latency_ms=m.latency_ms,
+        jitter_ms=m.jitter_ms,
+        error_rate=m.error_rate,
+        rate_limit=m.rate_limit,
+        cards=m.cards,
+        seed=m.seed,
+    )
+
+
+@contextlib.contextmanager
+def file_log(layout: RunLayout) -> Iterator[None]:
+    """Also send the `pipeline` log to the run's pipeline.log while the block runs."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(layout.log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,103 @@
+"""`pipeline status`: what a run folder holds, read from its files alone.
+
+Works on any run folder, even one whose run was killed: shards are pending until their result
+shard exists; rows are counted by state from the result shards; errors are grouped by kind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipeline import schema
+from pipeline.config import Config
+from pipeline.store import RunLayout, read_run
+
+
+def error_kind(status: str, http_status: int | None, error: str | None) -> str:
+    """A short, stable name for what went wrong with a row (`http_429`, `timeout`, ...)."""
+    if status == schema.INVALID_STATE:
+        return "invalid_input"
+    text = error or ""
+    if text.startswith("timeout"):
+        return "timeout"
+    if text.startswith("connection error"):
+        return "connection"
+    if text.startswith("bad body"):
+        return "bad_body"
+    if http_status is not None:
+        return f"http_{http_status}"
+    return "other"
+
+
+def collect(config: Config) -> dict[str, Any]:
+    """The facts `status` shows, as one JSON-ready dict."""
+    layout = RunLayout(config.output.dir)
+    info = read_run(layout)
+    if info is None:
+        return {"folder": str(layout.root), "run": False, "next": "pipeline run starts a new run"}
+    inputs = layout.input_shards()
+    finished = set(layout.result_shards())
+    states: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for name in sorted(finished):
+        table = pq.read_table(
+            layout.result_shard(name), columns=[schema.STATUS, schema.HTTP_STATUS, schema.ERROR]
+        )
+        cols = table.to_pydict()
+        for state, http, err in zip(
+            cols[schema.STATUS], cols[schema.HTTP_STATUS], cols[schema.ERROR], strict=True
+        ):
+            states[state] += 1
+            if state in (schema.FAILED, schema.INVALID_STATE):
+                errors[error_kind(state, http, err)] += 1
+    rows = info.get("input", {}).get("rows")
+    sharded = bool(info.get("input", {}).get("sharded"))
+    pending = [n for n in inputs if n not in finished]
+    return {
+        "folder": str(layout.root),
+        "run": True,
+        "input": info.get("fingerprint", {}).get("input", {}).get("path"),
+        "started_at": info.get("started_at"),
+        "finished_at": info.get("finished_at"),
+        "sharded": sharded,
+        "rows": rows,
+        "shards": {"total": len(inputs), "finished": len(finished), "pending": len(pending)},
+        "rows_by_state": {s: states.get(s, 0) for s in schema.STATES},
+        "rows_pending": (rows - sum(states.values())) if rows is not None else None,
+        "errors_by_kind": dict(errors.most_common()),
+        "next": _next_step(sharded, pending, states),
+    }
+
+
+def _next_step(sharded: bool, pending: list[str], states: Counter[str]) -> str:
+    if not sharded:
+        return "pipeline run shards the input again and starts requesting"
+    if pending:
+        return f"pipeline run resumes: {len(pending)} shard(s) to request"
+    if states.get(schema.FAILED):
+        return f"pipeline rerun-failed requests {states[schema.FAILED]} failed row(s) again"
+    return "nothing to do: the run is finished (pipeline merge rewrites the workbook)"
+
+
+def render(facts: dict[str, Any]) -> str:
+    """`collect`'s facts as a few lines for a person."""
+    if not facts["run"]:
+        return f"{facts['folder']}: no run yet; {facts['next']}."
+    shards = facts["shards"]
+    lines = [
+        f"Run in {facts['folder']} (input {facts['input']})",
+        f"  started {facts['started_at']}, finished {facts['finished_at'] or '-'}",
+        f"  shards: {shards['finished']}/{shards['total']} finished, {shards['pending']} pending",
+        "  rows:   "
+        + ", ".join(f"{s} {n}" for s, n in facts["rows_by_state"].items())
+        + (f", pending {facts['rows_pending']}" if facts["rows_pending"] else ""),
+    ]
+    if facts["errors_by_kind"]:
+        lines.append(
+            "  errors: " + ", ".join(f"{k} {n}" for k, n in facts["errors_by_kind"].items())
+        )
+    lines.append(f"  next:   {facts['next']}")
+    return "\n".join(lines)
