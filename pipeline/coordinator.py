@@ -200,7 +200,9 @@ def _execute(
 ) -> bool:
     """Run the shards; False when interrupted."""
     processes = min(config.processing.processes, len(tasks))
-    threads = -(-config.processing.max_workers // processes)  # the shared cap holds the total
+    # Each process gets threads for the whole budget; the shared in-flight cap holds the run
+    # to max_workers. So a process left alone at the end of a run still uses all of it.
+    threads = config.processing.max_workers
     settings = worker.WorkerSettings(
         endpoint=endpoint,
         policy=RetryPolicy(

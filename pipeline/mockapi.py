@@ -17,6 +17,7 @@ cached; a response splices the per-request numbers into that text instead of run
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -25,6 +26,7 @@ import multiprocessing
 import random
 import re
 import secrets
+import signal
 import socket
 import socketserver
 import sys
@@ -86,8 +88,7 @@ LOUNGE_VISIT_VALUE = {
 }
 """What one lounge visit is worth, in rupees."""
 
-CALCULATE_PATHS = ("/cg/api/pro", "/cg/api/beta", "/partner/cardgenius/calculate")
-"""The routes that score a body; only these count as calculate requests."""
+_SPEND_FIELD_SET = frozenset(SPEND_FIELDS)
 
 MAX_CARDS = 100
 _MAX_BODY_BYTES = 1 << 20
@@ -129,7 +130,9 @@ class MockSettings:
         _check_number("token_ttl_s", self.token_ttl_s, "must be a number > 0", positive=True)
         _check_number("error_rate", self.error_rate, "must be between 0 and 1")
         if self.error_rate > 1:
-            raise ValueError(f"MockSettings.error_rate ({self.error_rate!r}) must be between 0 and 1")
+            raise ValueError(
+                f"MockSettings.error_rate ({self.error_rate!r}) must be between 0 and 1"
+            )
         if _not_int(self.cards) or not 1 <= self.cards <= MAX_CARDS:
             raise ValueError(f"MockSettings.cards ({self.cards!r}) must be an integer 1..100")
         if _not_int(self.seed):
@@ -354,8 +357,8 @@ def field_savings(earn: Earn, monthly: float) -> int:
 
 
 def _rupees(amount: float) -> int:
-    """Round half up to whole rupees (Python's round() would round half to even)."""
-    return math.floor(amount + 0.5)
+    """Round amount >= 0 half up to whole rupees (Python's round() rounds half to even)."""
+    return int(amount + 0.5)
 
 
 def validate_body(body: object) -> str | None:
@@ -370,7 +373,7 @@ def validate_body(body: object) -> str | None:
         if key == "selected_card_id":
             if value is not None and _not_int(value):
                 return f"selected_card_id must be null or a card id, not {_show(value)}"
-        elif key in LOUNGE_VISIT_VALUE or key in ANNUAL_FIELDS or key in MONTHLY_FIELDS:
+        elif key in _SPEND_FIELD_SET:
             reason = _spend_problem(value)
             if reason:
                 return f"{key} {reason}"
@@ -392,12 +395,9 @@ def _spend_problem(value: object) -> str | None:
 
 
 def _show(value: object) -> str:
-    text = json.dumps(value) if _jsonable(value) else repr(value)
+    """A value as it would appear in JSON, cut to 40 characters, for an error message."""
+    text = json.dumps(value, default=repr)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _jsonable(value: object) -> bool:
-    return value is None or isinstance(value, str | int | float | bool | list | dict)
 
 
 def _monthly_spends(body: Mapping[str, object]) -> dict[str, float]:
@@ -474,6 +474,8 @@ class _EarnText:
     """The explanation between spend and savings; plain ASCII, safe inside a JSON string."""
     tail: str
     """From the end of the first explanation sentence to the closing brace."""
+    counts_as_spend: bool
+    """False for lounge visits, which are not rupees spent."""
 
     def render(self, monthly: float, savings: int, conv_rate: float) -> str:
         spend = _rupees(monthly)
@@ -496,9 +498,13 @@ class _CardText:
     recommended: str
     """The beta endpoint's recommended_redemption_options, with a trailing comma."""
     earn: tuple[_EarnText, ...]
+    extra_by_milestones: tuple[int, ...]
+    """total_extra_benefits, indexed by the number of milestones reached."""
 
 
-def render_response(body: Mapping[str, object], settings: MockSettings, *, beta: bool = False) -> bytes:
+def render_response(
+    body: Mapping[str, object], settings: MockSettings, *, beta: bool = False
+) -> bytes:
     """The direct endpoint's answer to a valid body, as compact JSON bytes.
 
     No card is scored when every spend is 0 (`savings: []`); `selected_card_id` keeps that one
@@ -510,8 +516,14 @@ def render_response(body: Mapping[str, object], settings: MockSettings, *, beta:
     if selected is not None:
         texts = tuple(text for text in texts if text.card.id == selected)
     total_spends = sum(v for k, v in spends.items() if k not in LOUNGE_VISIT_VALUE)
-    cards = ",".join(_render_card(text, spends, total_spends, beta) for text in texts)
-    return f"{_RESPONSE_HEAD}{cards}]}}".encode("ascii")
+    parts = [_RESPONSE_HEAD]
+    for text in texts:
+        parts += _card_parts(text, spends, total_spends, beta)
+        parts.append(",")
+    if texts:
+        parts.pop()  # the comma after the last card
+    parts.append("]}")
+    return "".join(parts).encode("ascii")
 
 
 def compute_response(
@@ -522,34 +534,54 @@ def compute_response(
     return answer
 
 
-def _render_card(text: _CardText, spends: Mapping[str, float], total_spends: float, beta: bool) -> str:
+def _card_parts(
+    text: _CardText, spends: Mapping[str, float], total_spends: float, beta: bool
+) -> list[str]:
+    """One card's JSON text, in pieces: the static text with this request's numbers."""
     card = text.card
     items = []
+    keyed = []
     total = potential = 0
     beneficial = 0.0
     for earn_text in text.earn:
         earn = earn_text.earn
         monthly = spends.get(earn.field, 0.0)
         savings = field_savings(earn, monthly)
-        items.append(earn_text.render(monthly, savings, card.conv_rate))
+        item = earn_text.render(monthly, savings, card.conv_rate)
+        items.append(item)
+        keyed.append(f'"{earn.field}":{item}')
         total += savings
-        potential += savings if earn.cap is None else earn.cap
-        beneficial += 0.0 if earn.field in LOUNGE_VISIT_VALUE else monthly
-    reached = sum(1 for m in card.milestones if m.minimum_spend <= 12 * total_spends)
-    extra = card.welcome_cash + sum(m.cash for m in card.milestones[:reached])
-    yearly = 12 * total
+        potential += savings if earn.cap is None else earn.cap  # every capped field maxed out
+        if earn_text.counts_as_spend:
+            beneficial += monthly
+    reached = 0
+    for milestone in card.milestones:
+        reached += milestone.minimum_spend <= 12 * total_spends
+    return [
+        text.head,
+        _money_text(card, total, text.extra_by_milestones[reached], potential),
+        f'"total_beneficial_spends":{_rupees(beneficial)},"total_spends":{_rupees(total_spends)},',
+        text.middle_by_milestones[reached],
+        text.recommended if beta else "",
+        '"spending_breakdown":{',
+        ",".join(keyed),
+        '},"spending_breakdown_array":[',
+        ",".join(items),
+        "]}",
+    ]
+
+
+def _money_text(card: Card, total: int, extra: int, potential: int) -> str:
+    """The totals, monthly and yearly, in rupees; null where this card answers null."""
     if card.null_savings:
-        money = f'"total_savings":{total},"total_savings_yearly":null,"total_extra_benefits":null,'
-        money += '"max_potential_savings":null,"roi":null,'
-    else:
-        money = f'"total_savings":{total},"total_savings_yearly":{yearly},"total_extra_benefits":{extra},'
-        money += f'"max_potential_savings":{12 * potential},"roi":{yearly - card.joining_fees},'
-    money += f'"total_beneficial_spends":{_rupees(beneficial)},"total_spends":{_rupees(total_spends)},'
-    keyed = ",".join(f'"{t.earn.field}":{item}' for t, item in zip(text.earn, items, strict=True))
+        return (
+            f'"total_savings":{total},"total_savings_yearly":null,"total_extra_benefits":null,'
+            '"max_potential_savings":null,"roi":null,'
+        )
+    yearly = 12 * total
     return (
-        f"{text.head}{money}{text.middle_by_milestones[reached]}"
-        f"{text.recommended if beta else ''}"
-        f'"spending_breakdown":{{{keyed}}},"spending_breakdown_array":[{",".join(items)}]}}'
+        f'"total_savings":{total},"total_savings_yearly":{yearly},"total_extra_benefits":{extra},'
+        f'"max_potential_savings":{12 * potential},"roi":{yearly - card.joining_fees},'
     )
 
 
@@ -593,6 +625,10 @@ def _card_text(card: Card, redemption_options: int) -> _CardText:
         ),
         recommended=f'"recommended_redemption_options":{_dumps(recommended)},',
         earn=tuple(_earn_text(card, earn) for earn in card.earn),
+        extra_by_milestones=tuple(
+            card.welcome_cash + sum(m.cash for m in card.milestones[:reached])
+            for reached in range(len(card.milestones) + 1)
+        ),
     )
 
 
@@ -601,7 +637,12 @@ def _welcome_text(card: Card) -> str:
     if card.welcome_cash:
         cash = card.welcome_cash
         benefits.append(
-            {"minimum_spend": "5000", "maximum_days": "30", "voucher_bonus": str(cash), "cash_value": cash}
+            {
+                "minimum_spend": "5000",
+                "maximum_days": "30",
+                "voucher_bonus": str(cash),
+                "cash_value": cash,
+            }
         )
     return f'"welcomeBenefits":{_dumps(benefits)},'
 
@@ -655,4 +696,599 @@ def _earn_text(card: Card, earn: Earn) -> _EarnText:
         f'.",{_dumps(cap_sentence)}],'
         f'"conv_rate":{_num(card.conv_rate)},"maxCap":{_dumps(earn.cap)}}}'
     )
-    return _EarnText(earn=earn, head=f'{{"on":"{earn.field}","spend":', middle=middle, tail=tail)
+    return _EarnText(
+        earn=earn,
+        head=f'{{"on":"{earn.field}","spend":',
+        middle=middle,
+        tail=tail,
+        counts_as_spend=earn.field not in LOUNGE_VISIT_VALUE,
+    )
+
+
+# --- Server state: stats, rate window, tokens, rules -----------------------------------------
+
+
+class _Stats:
+    """Request counts; handlers run in many threads, so every access holds the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests = 0
+            self._by_path: dict[str, int] = {}
+            self._by_status: dict[str, int] = {}
+            self._calculate = 0
+            self._arrivals: deque[float] = deque(maxlen=_MAX_ARRIVALS)
+
+    def arrival(self, at: float) -> None:
+        """Count a calculate request that arrived at `at` (clock seconds)."""
+        with self._lock:
+            self._calculate += 1
+            self._arrivals.append(at)
+
+    def answered(self, path: str, status: int) -> None:
+        with self._lock:
+            self._requests += 1
+            self._by_path[path] = self._by_path.get(path, 0) + 1
+            self._by_status[str(status)] = self._by_status.get(str(status), 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "by_path": dict(self._by_path),
+                "by_status": dict(self._by_status),
+                "calculate": self._calculate,
+                "arrivals": list(self._arrivals),
+                "process_cpu_s": time.process_time(),
+            }
+
+
+class SlidingWindow:
+    """The mock's rate limit: a sliding window over admitted calculate requests.
+
+    At `rate` >= 1 request/s, at most floor(`rate`) requests are admitted in any 1-second span;
+    below 1 request/s the span grows to 1/`rate` seconds and holds one. Refused requests do not
+    fill the window, so a client that keeps knocking still gets through once it slows down.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate ({rate!r}) must be > 0 requests/s")
+        self.window_s = max(1.0, 1.0 / rate)
+        self.limit = max(1, math.floor(rate * self.window_s + 1e-9))
+        self._admitted: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def admit(self, now: float) -> float:
+        """0.0 if a request arriving at `now` (clock seconds) is admitted, else the seconds
+        until the window would admit it."""
+        with self._lock:
+            while self._admitted and self._admitted[0] <= now - self.window_s:
+                self._admitted.popleft()
+            if len(self._admitted) < self.limit:
+                self._admitted.append(now)
+                return 0.0
+            return self._admitted[0] + self.window_s - now
+
+
+def retry_after_header(wait_s: float) -> str:
+    """`Retry-After` for a wait of `wait_s` seconds: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(wait_s)))
+
+
+class _Tokens:
+    """Partner tokens: opaque strings, live for `ttl_s` seconds of the injected clock."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def issue(self) -> dict[str, str]:
+        """A new token, as the `data` of the `/partner/token` answer."""
+        token = "mock." + secrets.token_urlsafe(24)
+        now = self._clock()
+        expires_at = datetime.now(timezone.utc) + timedelta(seconds=self._ttl_s)
+        with self._lock:
+            self._expiry = {t: at for t, at in self._expiry.items() if at > now}
+            self._expiry[token] = now + self._ttl_s
+        return {"jwttoken": token, "expiresAt": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def is_live(self, token: str | None) -> bool:
+        with self._lock:
+            expiry = self._expiry.get(token or "")
+        return expiry is not None and self._clock() < expiry
+
+    def expire_all(self) -> None:
+        with self._lock:
+            self._expiry.clear()
+
+
+@dataclass
+class _ArmedRule:
+    rule: Rule
+    left: int | None
+    """Answers this rule may still give; None = forever."""
+
+
+class _RuleBook:
+    """Scripted rules in the order added, with how many answers each has left."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: list[_ArmedRule] = []
+
+    def add(self, rule: Rule) -> None:
+        with self._lock:
+            self._armed.append(_ArmedRule(rule, rule.times))
+
+    def take(self, body: object) -> Rule | None:
+        """The first live rule that matches `body`, using up one of its answers; else None."""
+        with self._lock:
+            for armed in self._armed:
+                if armed.left != 0 and armed.rule.matches(body):
+                    if armed.left is not None:
+                        armed.left -= 1
+                    return armed.rule
+        return None
+
+
+# --- Answers ---------------------------------------------------------------------------------
+
+_JSON = {"Content-Type": "application/json"}
+_NOT_JSON = object()  # what _parse_json gives for a body that is not JSON
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=lambda: _JSON)
+
+
+def _json_reply(status: int, payload: object, headers: Mapping[str, str] | None = None) -> _Reply:
+    return _Reply(status, _dumps(payload).encode(), {**_JSON, **(headers or {})})
+
+
+def _error_reply(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+) -> _Reply:
+    payload = {"success": False, "message": message, "error_code": code}
+    return _json_reply(status, payload, headers)
+
+
+def _rule_reply(rule: Rule) -> _Reply:
+    headers = dict(rule.headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        looks_json = rule.body.lstrip().startswith(("{", "["))
+        headers["Content-Type"] = "application/json" if looks_json else "text/html; charset=utf-8"
+    return _Reply(rule.status, rule.body.encode(), headers)
+
+
+def _parse_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+_Route = Callable[[bytes, "str | None"], _Reply]
+
+
+class MockServer:
+    """The simulated API on a real socket, served from a background thread.
+
+    `clock` (monotonic seconds) times arrivals, the rate window and token expiry; `sleep`
+    (seconds) is how each calculate request waits out its latency, in its own handler thread,
+    so concurrent requests overlap. Routes under `/_mock/` are not counted in `stats()`.
+    """
+
+    def __init__(
+        self,
+        settings: MockSettings,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._address = (host, port)
+        self._clock = clock
+        self._sleep = sleep
+        self._stats = _Stats()
+        self._rules = _RuleBook()
+        self._tokens = _Tokens(settings.token_ttl_s, clock)
+        self._window = SlidingWindow(settings.rate_limit) if settings.rate_limit > 0 else None
+        self._latency_rng = random.Random(f"latency:{settings.seed}")
+        self._error_rng = random.Random(f"errors:{settings.seed}")
+        self._routes: dict[str, tuple[str, _Route]] = {
+            "/cg/api/pro": ("POST", functools.partial(self._calculate, beta=False, partner=False)),
+            "/cg/api/beta": ("POST", functools.partial(self._calculate, beta=True, partner=False)),
+            "/partner/cardgenius/calculate": (
+                "POST",
+                functools.partial(self._calculate, beta=False, partner=True),
+            ),
+            "/partner/token": ("POST", self._issue_token),
+            "/_mock/stats": ("GET", lambda _body, _token: _json_reply(200, self.stats())),
+            "/_mock/reset": ("POST", self._reset),
+        }
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        _card_texts(settings.cards, settings.seed, settings.hostile_names)  # build it now
+
+    # Lifecycle
+
+    def start(self) -> MockServer:
+        """Bind and serve in a daemon thread; returns once the socket listens."""
+        if self._httpd is not None:
+            raise RuntimeError("MockServer is already started")
+        httpd = _HTTPServer(self._address, self)
+        self._httpd, self._port = httpd, httpd.server_port
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"cardgenius-mock-{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection; does nothing if not started."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        if self._port is None:
+            raise RuntimeError("MockServer has no port until start()")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """e.g. "http://127.0.0.1:54321"."""
+        return f"http://{self._address[0]}:{self.port}"
+
+    # Control
+
+    def stats(self) -> dict[str, Any]:
+        """{"requests", "by_path", "by_status" (keys are strings), "calculate",
+        "arrivals" (clock seconds of the calculate requests, oldest first), "process_cpu_s"
+        (CPU seconds used so far by the process that serves the mock)}."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    def add_rule(self, rule: Rule) -> None:
+        """Script an answer; rules are checked in the order added, before the normal answer."""
+        self._rules.add(rule)
+
+    def expire_tokens(self) -> None:
+        """Invalidate every partner token issued so far."""
+        self._tokens.expire_all()
+
+    # Answers
+
+    def _answer(self, method: str, target: str, body: bytes, token: str | None) -> _Reply:
+        """Answer one request; `target` is the request path, query string included."""
+        path = target.partition("?")[0]
+        route = self._routes.get(path)
+        if route is None:
+            reply = _error_reply(404, f"No route {method} {path}", "NOT_FOUND")
+        elif method != route[0]:
+            reply = _error_reply(405, f"Use {route[0]} for {path}", "METHOD", {"Allow": route[0]})
+        else:
+            reply = route[1](body, token)
+        if not path.startswith("/_mock/"):
+            self._stats.answered(path, reply.status)
+        return reply
+
+    def _calculate(self, body: bytes, token: str | None, *, beta: bool, partner: bool) -> _Reply:
+        """The order of checks: scripted rule, rate limit and token (answered at once, as a
+        gateway would), then the latency wait, the random 500, the body, the answer."""
+        arrival = self._clock()
+        self._stats.arrival(arrival)
+        parsed = _parse_json(body)
+        rule = self._rules.take(parsed)
+        if rule is not None:
+            self._wait()
+            return _rule_reply(rule)
+        wait_s = self._window.admit(arrival) if self._window is not None else 0.0
+        if wait_s > 0:
+            message = f"Too many requests: the limit is {self.settings.rate_limit:g} requests/s"
+            return _error_reply(
+                429, message, "CALC_429", {"Retry-After": retry_after_header(wait_s)}
+            )
+        if partner and not self._tokens.is_live(token):
+            return _json_reply(401, {"status": "error", "message": "Token expired"})
+        self._wait()
+        if self.settings.error_rate and self._error_rng.random() < self.settings.error_rate:
+            return _error_reply(500, "Internal error", "CALC_500")
+        reason = (
+            "the request body is not valid JSON" if parsed is _NOT_JSON else validate_body(parsed)
+        )
+        if reason is not None or not isinstance(parsed, dict):
+            return _error_reply(400, reason or "bad body", "CALC_001")
+        answer = render_response(parsed, self.settings, beta=beta)
+        if partner:
+            answer = b'{"status":"success","message":"","data":' + answer + b"}"
+        return _Reply(200, answer)
+
+    def _wait(self) -> None:
+        """Wait latency_ms +- jitter_ms (uniform, never below 0) with the injected sleep."""
+        latency, jitter = self.settings.latency_ms, self.settings.jitter_ms
+        if latency == 0 and jitter == 0:
+            return
+        delay_ms = max(0.0, latency + self._latency_rng.uniform(-jitter, jitter))
+        self._sleep(delay_ms / 1000)
+
+    def _issue_token(self, body: bytes, _token: str | None) -> _Reply:
+        parsed = _parse_json(body)
+        key = parsed.get("x-api-key") if isinstance(parsed, dict) else None
+        if key != self.settings.api_key:
+            return _json_reply(401, {"status": "error", "message": "Invalid API key"})
+        return _json_reply(200, {"status": "success", "message": "", "data": self._tokens.issue()})
+
+    def _reset(self, _body: bytes, _token: str | None) -> _Reply:
+        self.reset_stats()
+        return _json_reply(200, {"status": "success", "message": "stats reset"})
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True if an `Accept-Encoding` header value allows gzip (and not with q=0)."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        name, _, value = params.partition("=")
+        if name.strip().lower() != "q":
+            return True
+        try:
+            return float(value) > 0
+        except ValueError:
+            return False
+    return False
+
+
+def _gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header, mtime 0
+    return compressor.compress(data) + compressor.flush()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive; each response goes out in one write, Content-Length always."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: no stderr line per request."""
+
+    def _serve(self, method: str) -> None:
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            reply = _error_reply(400, "bad or missing Content-Length", "CALC_001")
+        else:
+            token = self.headers.get("partner-token")
+            reply = self.server.mock._answer(method, self.path, body, token)
+        self._send(reply)
+
+    def _read_body(self) -> bytes | None:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None if self.headers.get("Transfer-Encoding") else b""
+        try:
+            length = int(raw)
+        except ValueError:
+            return None
+        if not 0 <= length <= _MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length)
+
+    def _send(self, reply: _Reply) -> None:
+        body = reply.body
+        lines = [f"HTTP/1.1 {reply.status} {_phrase(reply.status)}"]
+        lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        if accepts_gzip(self.headers.get("Accept-Encoding", "")):
+            body = _gzip(body)
+            lines.append("Content-Encoding: gzip")
+        lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """One daemon thread per connection; tracks connections so `stop()` can close them."""
+
+    daemon_threads = True
+    block_on_close = False  # idle keep-alive connections must not hold up stop()
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], mock: MockServer) -> None:
+        self.mock = mock
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (getfqdn), which can stall on DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):  # already closed by the client
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client went away mid-request: normal for a load test
+        logger.exception("mock API: error while answering %s", client_address)
+
+
+# --- Running it: in another process, or in the foreground ------------------------------------
+
+
+class MockProcess:
+    """A MockServer in a process of its own; `stop()` terminates and joins it."""
+
+    def __init__(self, process: BaseProcess, conn: Connection, port: int) -> None:
+        self._process = process
+        self._conn = conn
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        _end_process(self._process)
+        self._conn.close()
+
+    def __enter__(self) -> MockProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_mock_process(
+    settings: MockSettings, port: int = 0, *, rules: Sequence[Rule] = ()
+) -> MockProcess:
+    """Start a mock on 127.0.0.1:`port` (0 = any free port) in a spawned process.
+
+    Returns once it listens; raises RuntimeError if it does not within 10 seconds.
+    """
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(
+        target=_mock_process_main,
+        args=(settings, port, tuple(rules), theirs),
+        name="cardgenius-mock",
+        daemon=True,
+    )
+    process.start()
+    theirs.close()
+    try:
+        return MockProcess(process, ours, _await_port(process, ours))
+    except BaseException:
+        _end_process(process)
+        ours.close()
+        raise
+
+
+def _end_process(process: BaseProcess) -> None:
+    """Terminate and join; kill if it has not ended within 5 seconds."""
+    if process.is_alive():
+        process.terminate()
+    process.join(5)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def _await_port(process: BaseProcess, conn: Connection) -> int:
+    if not conn.poll(_STARTUP_TIMEOUT_S):
+        raise RuntimeError(f"the mock API process did not listen within {_STARTUP_TIMEOUT_S:g} s")
+    try:
+        kind, detail = conn.recv()
+    except EOFError:
+        process.join(1)
+        raise RuntimeError(
+            f"the mock API process exited before listening (exit code {process.exitcode})"
+        ) from None
+    if kind != "ready":
+        raise RuntimeError(f"the mock API process could not start: {detail}")
+    return int(detail)
+
+
+def _mock_process_main(
+    settings: MockSettings, port: int, rules: tuple[Rule, ...], conn: Connection
+) -> None:
+    """The mock process: serve until terminated or until the parent's end of `conn` closes."""
+    # Ctrl+C reaches the whole process group; the parent decides when the mock goes away.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server = MockServer(settings, port=port)
+    for rule in rules:
+        server.add_rule(rule)
+    try:
+        server.start()
+    except OSError as exc:
+        conn.send(("error", f"cannot listen on 127.0.0.1:{port}: {exc}"))
+        return
+    conn.send(("ready", server.port))
+    try:
+        with contextlib.suppress(EOFError, OSError):
+            conn.recv()  # nothing is ever sent: this ends (EOFError) when the parent goes away
+    finally:
+        server.stop()
+
+
+def serve(
+    settings: MockSettings, host: str, port: int, announce: Callable[[str], None] = print
+) -> None:
+    """Serve in the foreground until KeyboardInterrupt, after announcing the URL in one line."""
+    with MockServer(settings, host, port) as server, contextlib.suppress(KeyboardInterrupt):
+        announce(
+            f"CardGenius mock API on {server.base_url} ({settings.cards} cards, latency "
+            f"{settings.latency_ms:g}±{settings.jitter_ms:g} ms) - Ctrl+C to stop"
+        )
+        threading.Event().wait()

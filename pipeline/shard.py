@@ -6,8 +6,8 @@ input folder. Nothing here calls the API.
 
 A row is `invalid` when its id is empty or repeated, or a value is negative or not a number;
 `_invalid` says why, every reason joined by "; " (id first, then the columns in order). A value
-is cleaned before parsing: a currency sign (₹, Rs, Rs., INR, $) before or after the number,
-thousands commas and any whitespace are removed; an empty cell counts as 0. Checks run per
+is cleaned before parsing: a currency sign (₹, Rs, Rs., INR, $; any case) before or after the
+number, thousands commas and any whitespace are removed; an empty cell counts as 0. Checks run per
 batch with polars expressions; only the repeated-id check walks the ids in Python.
 Row numbers in messages are 1-based data rows; `_row` is 0-based.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import warnings
-import zipfile
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +26,27 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from openpyxl import load_workbook
 
 from pipeline.errors import InputError
 from pipeline.schema import INVALID, ROW, input_schema
 from pipeline.store import RunLayout, write_parquet_atomic
 
 KINDS = (".csv", ".parquet", ".xlsx")
-_CSV_BLOCK_BYTES = 4 << 20  # ~100k rows of 7 columns per batch
+_CSV_BLOCK_BYTES = 1 << 20  # ~30k rows of 7 columns per batch
 _HEADER_BLOCK_BYTES = 1 << 20  # enough for any header row
 _PARQUET_BATCH_ROWS = 65_536
 _XLSX_BATCH_ROWS = 20_000
 _MAX_TEXT = 40  # characters of a bad value quoted in a reason
-# Removed before parsing: thousands commas, whitespace (\s covers NBSP and thin spaces), and
-# zero-width spaces and BOMs that copy-pasting from web pages brings along.
-_NOISE = r"[,\s\u200b\ufeff]"
+# Cleaning a value that does not parse as it is: whitespace (\s covers NBSP and thin spaces,
+# plus zero-width spaces and BOMs from copy-pasting) goes, then a currency sign before the
+# number (after any minus) or after it, and the Indian "/-" ("Rs. 500/-"); then commas, but
+# only where they group thousands (1,250.50, 1,00,000), so that "1,5" is not read as 15.
+_SPACES = r"[\s\u200b\ufeff]"
 _CURRENCY = r"(?:₹|rs\.?|inr|\$)"
+_LEADING_CURRENCY = rf"(?i)^([-+]?){_CURRENCY}"
+_TRAILING_CURRENCY = rf"(?i){_CURRENCY}?(?:/-)?$"
+_GROUPED = r"^[-+]?(?:\d{1,3}(?:,\d{3})*|\d{1,2}(?:,\d{2})*,\d{3})(?:\.\d*)?$"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ def shard_input(
     """
     if shard_size < 1:
         raise ValueError(f"shard_size ({shard_size}) must be at least 1")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit ({limit}) must be 0 or more")
     values = list(dict.fromkeys(value_columns))
     if id_column in values:
         raise ValueError(f"id column {id_column!r} cannot also be a value column")
@@ -110,8 +117,7 @@ def input_columns(source: Path, sheet: str | None = None) -> list[str]:
         with _arrow_errors(source, "Parquet"), pq.ParquetFile(source) as file:
             return [name.strip() for name in file.schema_arrow.names]
     with _workbook(source) as workbook:
-        rows = _worksheet(source, workbook, sheet).iter_rows(values_only=True)
-        return [_header_text(v) for v in _xlsx_header(source, rows)]
+        return _xlsx_header(source, _xlsx_rows(source, workbook, sheet))
 
 
 # --- reading: each reader yields tables of the wanted columns, renamed to their stripped names
@@ -155,7 +161,10 @@ def _resolve(source: Path, header: Sequence[str], columns: Sequence[str]) -> lis
         listed = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
         which = ", ".join(repr(c) for c in missing)
         plural = "s" if len(missing) > 1 else ""
-        raise InputError(f"{source}: column{plural} {which} not found (columns: {listed})")
+        hint = ""
+        if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+            hint = "; the file seems to use another separator than ',', save it comma-separated"
+        raise InputError(f"{source}: column{plural} {which} not found (columns: {listed}){hint}")
     return [position[c] for c in columns]
 
 
@@ -175,10 +184,15 @@ def _arrow_errors(source: Path, kind: str) -> Iterator[None]:
         raise InputError(f"{source}: cannot read as {kind}: {text[:200]}") from exc
 
 
+# A quoted cell may hold a line break (Alt+Enter in Excel); the reader must not split there.
+_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+
+
 def _csv_header(source: Path) -> list[str]:
     options = pacsv.ReadOptions(block_size=_HEADER_BLOCK_BYTES)
     with _arrow_errors(source, "CSV"):
-        return list(pacsv.open_csv(source, read_options=options).schema.names)
+        reader = pacsv.open_csv(source, read_options=options, parse_options=_CSV_PARSE)
+        return list(reader.schema.names)
 
 
 def _read_csv(source: Path, columns: list[str]) -> Generator[pa.Table, None, None]:
@@ -192,7 +206,9 @@ def _read_csv(source: Path, columns: list[str]) -> Generator[pa.Table, None, Non
         include_columns=picked, column_types=dict.fromkeys(picked, pa.string())
     )
     with _arrow_errors(source, "CSV"):
-        for batch in pacsv.open_csv(source, read_options=read, convert_options=convert):
+        for batch in pacsv.open_csv(
+            source, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
+        ):
             yield pa.Table.from_arrays([batch.column(p) for p in picked], names=columns)
 
 
@@ -227,52 +243,67 @@ def _workbook(source: Path) -> Iterator[Any]:
     try:
         with warnings.catch_warnings():  # openpyxl warns about styles and extensions it drops
             warnings.simplefilter("ignore")
-            from openpyxl import load_workbook
-
             workbook = load_workbook(source, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, SyntaxError) as exc:
-        raise InputError(f"{source}: cannot read as an .xlsx workbook ({exc})") from exc
+    except Exception as exc:  # openpyxl parses untrusted files; a damaged one raises anything
+        raise _bad_xlsx(source, exc) from exc
     try:
         yield workbook
     finally:
         workbook.close()
 
 
+def _bad_xlsx(source: Path, exc: Exception) -> InputError:
+    return InputError(f"{source}: cannot read as an .xlsx workbook; is it damaged? ({exc})")
+
+
 def _worksheet(source: Path, workbook: Any, sheet: str | None) -> Any:
     names: list[str] = workbook.sheetnames
-    if sheet is None:
-        return workbook[names[0]]
-    if sheet not in names:
+    if sheet is not None and sheet not in names:
         listed = ", ".join(names)
         raise InputError(f"{source}: sheet {sheet!r} not found (sheets: {listed})")
-    return workbook[sheet]
+    worksheet = workbook[names[0] if sheet is None else sheet]
+    if not hasattr(worksheet, "reset_dimensions"):
+        raise InputError(f"{source}: sheet {worksheet.title!r} is a chart, not a table")
+    # Read-only mode trusts the size the writing program recorded, and some record it wrong
+    # (LibreOffice: 65,536 rows; others A1:A1); without this, rows past it would be dropped.
+    worksheet.reset_dimensions()
+    return worksheet
 
 
-def _xlsx_header(source: Path, rows: Iterator[tuple[Any, ...]]) -> tuple[Any, ...]:
+def _xlsx_rows(source: Path, workbook: Any, sheet: str | None) -> Iterator[tuple[Any, ...]]:
+    """The sheet's rows as tuples of values, skipping blank rows (as CSV skips empty lines)."""
+    rows = _worksheet(source, workbook, sheet).iter_rows(values_only=True)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # a damaged sheet: see _workbook
+            raise _bad_xlsx(source, exc) from exc
+        if any(v is not None for v in row):
+            yield row
+
+
+def _xlsx_header(source: Path, rows: Iterator[tuple[Any, ...]]) -> list[str]:
     header = next(rows, None)
     if header is None:
         raise InputError(f"{source}: the sheet is empty (no header row)")
-    return header
+    return [_header_text(v) for v in header]
 
 
 def _read_xlsx(
     source: Path, columns: list[str], sheet: str | None
 ) -> Generator[pa.Table, None, None]:
     with _workbook(source) as workbook:
-        rows = _worksheet(source, workbook, sheet).iter_rows(values_only=True)
-        header = [_header_text(v) for v in _xlsx_header(source, rows)]
-        picked = _resolve(source, header, columns)
-        try:
-            for chunk in _chunks(
-                (r for r in rows if any(v is not None for v in r)), _XLSX_BATCH_ROWS
-            ):
-                arrays = [
-                    pa.array([_cell_text(r[i]) if i < len(r) else None for r in chunk], pa.string())
-                    for i in picked
-                ]
-                yield pa.Table.from_arrays(arrays, names=columns)
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, SyntaxError) as exc:
-            raise InputError(f"{source}: cannot read as an .xlsx workbook ({exc})") from exc
+        rows = _xlsx_rows(source, workbook, sheet)
+        picked = _resolve(source, _xlsx_header(source, rows), columns)
+        for chunk in _chunks(rows, _XLSX_BATCH_ROWS):
+            # Rows may be shorter than the header when their last cells are empty.
+            arrays = [
+                pa.array([_cell_text(r[i]) if i < len(r) else None for r in chunk], pa.string())
+                for i in picked
+            ]
+            yield pa.Table.from_arrays(arrays, names=columns)
 
 
 def _chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -307,8 +338,8 @@ def _cell_text(value: Any) -> str | None:
 class _RowChecker:
     """Checks batches in input order; remembers every id seen to find repeats across the file.
 
-    Memory: `seen` holds one str key and one int per id, ~130 bytes per id for ids like
-    "CG0000001" (measured: ~125 MB per million ids), so 2,000,000 users cost ~250 MB.
+    Memory: `_seen` holds a str and an int per id: ~120 MB per million ids like "CG0000001"
+    (measured with tracemalloc: 121 MB), so 2,000,000 users cost ~240 MB on top of a batch.
     """
 
     def __init__(self, id_column: str, value_columns: list[str]) -> None:
@@ -320,21 +351,23 @@ class _RowChecker:
         self._seen: dict[str, int] = {}
 
     def check(self, batch: pa.Table) -> pa.Table:
+        """The batch as input-shard rows: `_row` counts on from earlier batches."""
         frame = pl.DataFrame(pl.from_arrow(batch))
         ids = frame.select(_id_expr(self.id_column, frame.schema[self.id_column])).to_series()
-        values, reasons = [], [_missing_id(self.id_column), pl.col(INVALID)]
+        columns = [ids, pl.Series(_REPEAT, self._repeats(ids), pl.String)]
         for name in self.value_columns:
-            value, reason = _value_exprs(name, frame.schema[name])
-            values.append(value)
-            reasons.append(reason)
-        reason = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-        checked = frame.with_columns(ids, pl.Series(INVALID, self._repeats(ids), pl.String)).select(
+            text, number = _parse(frame[name])
+            columns += [number.alias(name), text.alias(_text_column(name))]
+        parsed = pl.DataFrame(columns).with_columns(
             pl.int_range(self.rows, self.rows + pl.len(), dtype=pl.Int64).alias(ROW),
-            pl.col(self.id_column),
-            *values,
-            pl.when(reason != "").then(reason).alias(INVALID),
+            *(_fault_expr(name) for name in self.value_columns),
         )
-        table = checked.to_arrow().cast(self.schema)
+        values = [
+            pl.when(pl.col(_fault_column(name)) == _FINE).then(pl.col(name).abs()).alias(name)
+            for name in self.value_columns  # abs() turns -0.0 into 0.0
+        ]
+        table = parsed.select(ROW, self.id_column, *values).with_columns(self._reasons(parsed))
+        table = table.to_arrow().cast(self.schema)
         self.rows += table.num_rows
         self.invalid += table.num_rows - table.column(INVALID).null_count
         return table
@@ -349,9 +382,41 @@ class _RowChecker:
                 )
         return reasons
 
+    def _reasons(self, parsed: pl.DataFrame) -> pl.Series:
+        """`_invalid` for a parsed batch; the texts are built only for the rows that need one."""
+        problem = pl.any_horizontal(
+            pl.col(self.id_column).is_null(),
+            pl.col(_REPEAT).is_not_null(),
+            *(pl.col(_fault_column(name)) != _FINE for name in self.value_columns),
+        )
+        parts = [
+            pl.when(pl.col(self.id_column).is_null()).then(pl.lit(f"missing {self.id_column}")),
+            pl.col(_REPEAT),
+            *(_reason_expr(name) for name in self.value_columns),
+        ]
+        found = (
+            parsed.with_row_index(_INDEX)
+            .filter(problem)
+            .select(_INDEX, pl.concat_str(parts, separator="; ", ignore_nulls=True))
+        )
+        reasons = pl.Series(INVALID, dtype=pl.String).extend_constant(None, parsed.height)
+        if found.height:
+            reasons = reasons.scatter(found[_INDEX], found.to_series(1))
+        return reasons
 
-def _missing_id(id_column: str) -> pl.Expr:
-    return pl.when(pl.col(id_column).is_null()).then(pl.lit(f"missing {id_column}"))
+
+# Working columns of a batch being checked; the NUL keeps them apart from any input column.
+_REPEAT = "\0repeat"
+_INDEX = "\0index"
+_FINE, _NOT_A_NUMBER, _NEGATIVE = 0, 1, 2
+
+
+def _text_column(name: str) -> str:
+    return f"\0text:{name}"
+
+
+def _fault_column(name: str) -> str:
+    return f"\0fault:{name}"
 
 
 def _id_expr(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -372,31 +437,59 @@ def _id_expr(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.when(text != "").then(text).alias(name)
 
 
-def _value_exprs(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    """(the parsed value, the reason it is invalid or null) for one value column."""
-    col = pl.col(name)
-    if dtype.is_numeric():
-        number = col.cast(pl.Float64)
-        text = col.cast(pl.String)
-        empty = col.is_null() | number.is_nan()  # NaN is how pandas writes an empty cell
-    else:
-        text = col.cast(pl.String).str.strip_chars()
-        empty = text.is_null() | (text == "")
-        cleaned = text.str.replace_all(_NOISE, "")
-        cleaned = cleaned.str.replace(f"(?i)^([-+]?){_CURRENCY}", "${1}")
-        cleaned = cleaned.str.replace(f"(?i){_CURRENCY}$", "")
-        number = cleaned.cast(pl.Float64, strict=False)
-    bad = ~empty & (number.is_null() | ~number.is_finite())
-    negative = ~empty & ~bad & (number < 0)
-    value = pl.when(empty).then(0.0).when(bad | negative).then(None).otherwise(number.abs())
-    shown = text.str.slice(0, _MAX_TEXT)
-    reason = (
-        pl.when(bad)
+def _parse(series: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(text, number) of one value column: 0.0 for an empty cell, null when it is no number."""
+    if series.dtype.is_numeric():
+        number = series.cast(pl.Float64).fill_nan(None)  # NaN: how pandas writes an empty cell
+        return series.cast(pl.String), number.fill_null(0.0)
+    text = series.cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)
+    empty = (text.is_null() | (text == "")).fill_null(True)
+    # Most cells are plain numbers; only the others go through the (slower) cleaning regexes.
+    # Cleaning only removes characters that a parsable number cannot hold, so this is exact.
+    retry = number.is_null() & ~empty
+    if retry.any():
+        rows = retry.arg_true()
+        number = number.scatter(rows, _clean_number(text.gather(rows)))
+    if empty.any():
+        number = number.scatter(empty.arg_true(), 0.0)
+    return text, number
+
+
+def _clean_number(text: pl.Series) -> pl.Series:
+    """Parse values the plain cast refused, after cleaning (see `_SPACES`); null if still bad."""
+    cleaned = (
+        text.str.replace_all(_SPACES, "")
+        .str.replace(_LEADING_CURRENCY, "${1}")
+        .str.replace(_TRAILING_CURRENCY, "")
+    )
+    t = pl.col("t")
+    grouped = ~t.str.contains(",", literal=True) | t.str.contains(_GROUPED)
+    number = t.str.replace_all(",", "", literal=True).cast(pl.Float64, strict=False)
+    return pl.DataFrame({"t": cleaned}).select(pl.when(grouped).then(number)).to_series()
+
+
+def _fault_expr(name: str) -> pl.Expr:
+    number = pl.col(name)
+    return (
+        pl.when(number.is_null() | ~number.is_finite())
+        .then(_NOT_A_NUMBER)
+        .when(number < 0)
+        .then(_NEGATIVE)
+        .otherwise(_FINE)
+        .cast(pl.Int8)
+        .alias(_fault_column(name))
+    )
+
+
+def _reason_expr(name: str) -> pl.Expr:
+    fault, shown = pl.col(_fault_column(name)), pl.col(_text_column(name)).str.slice(0, _MAX_TEXT)
+    return (
+        pl.when(fault == _NOT_A_NUMBER)
         .then(pl.format("{}: '{}' is not a number", pl.lit(name), shown))
-        .when(negative)
+        .when(fault == _NEGATIVE)
         .then(pl.format("{}: {} is negative", pl.lit(name), shown))
     )
-    return value.alias(name), reason
 
 
 class _ShardWriter:
@@ -419,8 +512,9 @@ class _ShardWriter:
     def close(self) -> None:
         if self._pending_rows:
             self._write(self._pending_rows)
+        written = set(self.names)
         for name in self.layout.input_shards():  # from an earlier, longer input
-            if name not in self.names:
+            if name not in written:
                 self.layout.input_shard(name).unlink()
 
     def _write(self, rows: int) -> None:

@@ -12,7 +12,9 @@ from pipeline.cardgenius import BadBody, build_body, cards_of, derive, derived_f
 FIELDS = ["amazon_spends", "flipkart_spends"]
 
 
-def card(cid: int, yearly: Any, fees: Any = "0", extra: Any = 0, **breakdown: float) -> dict[str, Any]:
+def card(
+    cid: int, yearly: Any, fees: Any = "0", extra: Any = 0, **breakdown: float
+) -> dict[str, Any]:
     return {
         "id": cid,
         "card_name": f"Card {cid}",

@@ -1,0 +1,153 @@
+"""client.py against the mock API on a real port: answers, errors, timeouts, tokens."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from pipeline.client import (
+    CardGeniusClient,
+    Endpoint,
+    TokenSource,
+    fetch_token,
+    new_session,
+    partner_urls,
+)
+from pipeline.errors import PermanentError, TransientError
+from pipeline.mockapi import MockServer, MockSettings, Rule, compute_response
+
+BODY = {"amazon_spends": 8000, "flipkart_spends": 1200, "grocery_spends_online": 3000}
+
+
+def client_for(server: MockServer, **endpoint: object) -> CardGeniusClient:
+    ep = Endpoint(url=server.base_url + "/cg/api/pro", **endpoint)  # type: ignore[arg-type]
+    return CardGeniusClient(ep, new_session(ep))
+
+
+def test_ok_answer_is_the_mock_model(mock_server: MockServer) -> None:
+    answer = client_for(mock_server).call(BODY)
+    assert answer.http_status == 200
+    assert answer.cards == compute_response(BODY, mock_server.settings)["savings"]
+    assert answer.latency_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "error", "status", "text"),
+    [
+        (
+            Rule(match={}, status=400, body='{"success": false, "message": "bad"}'),
+            PermanentError,
+            400,
+            "HTTP 400: bad",
+        ),
+        (Rule(match={}, status=404, body="<html>nope</html>"), PermanentError, 404, "HTTP 404"),
+        (Rule(match={}, status=503, body="<html>busy</html>"), TransientError, 503, "HTTP 503"),
+        (Rule(match={}, status=408, body=""), TransientError, 408, "HTTP 408"),
+        (
+            Rule(match={}, status=200, body="<html>proxy</html>"),
+            TransientError,
+            200,
+            "bad body: answer is not JSON",
+        ),
+        (
+            Rule(match={}, status=200, body='{"success": false, "message": "x"}'),
+            TransientError,
+            200,
+            "bad body",
+        ),
+    ],
+)
+def test_errors_are_classified(
+    mock_server: MockServer, rule: Rule, error: type[Exception], status: int, text: str
+) -> None:
+    mock_server.add_rule(rule)
+    with pytest.raises(error) as info:
+        client_for(mock_server).call(BODY)
+    assert info.value.http_status == status  # type: ignore[attr-defined]
+    assert str(info.value).startswith(text)
+
+
+def test_429_carries_retry_after(mock_server: MockServer) -> None:
+    mock_server.add_rule(Rule(match={}, status=429, body="{}", headers={"Retry-After": "3"}))
+    with pytest.raises(TransientError) as info:
+        client_for(mock_server).call(BODY)
+    assert info.value.http_status == 429
+    assert info.value.retry_after == 3.0
+
+
+def test_rule_fails_once_then_answers(mock_server: MockServer) -> None:
+    mock_server.add_rule(Rule(match={}, status=502, body="", times=1))
+    client = client_for(mock_server)
+    with pytest.raises(TransientError):
+        client.call(BODY)
+    assert client.call(BODY).http_status == 200
+
+
+def test_timeout_is_transient() -> None:
+    with MockServer(MockSettings(latency_ms=1000, jitter_ms=0)) as slow:
+        with pytest.raises(TransientError, match="timeout"):
+            client_for(slow, timeout=0.1).call(BODY)
+
+
+def test_connection_refused_is_transient() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ep = Endpoint(url=f"http://127.0.0.1:{port}/cg/api/pro", connect_timeout=1.0)
+    with pytest.raises(TransientError, match="connection error") as info:
+        CardGeniusClient(ep, new_session(ep)).call(BODY)
+    assert info.value.http_status is None
+
+
+def partner_endpoint(server: MockServer, key: str = "mock-key") -> Endpoint:
+    url, token_url = partner_urls(server.base_url)
+    return Endpoint(url=url, auth="partner-token", token_url=token_url, api_key=key)
+
+
+def test_partner_urls() -> None:
+    assert partner_urls("https://api.example/partner/cardgenius/calculate") == (
+        "https://api.example/partner/cardgenius/calculate",
+        "https://api.example/partner/token",
+    )
+    assert partner_urls("http://h:1/cg/api/pro") == (
+        "http://h:1/partner/cardgenius/calculate",
+        "http://h:1/partner/token",
+    )
+
+
+def test_partner_token_flow_and_single_flight_refresh(mock_server: MockServer) -> None:
+    endpoint = partner_endpoint(mock_server)
+    tokens = TokenSource(endpoint, fetch_token)
+    clients = [CardGeniusClient(endpoint, new_session(endpoint), tokens) for _ in range(6)]
+    expected = compute_response(BODY, mock_server.settings)["savings"]
+    assert clients[0].call(BODY).cards == expected
+    assert tokens.refreshes == 1
+
+    mock_server.expire_tokens()
+    results: list[object] = []
+    barrier = threading.Barrier(len(clients))
+
+    def call(client: CardGeniusClient) -> None:
+        barrier.wait()
+        results.append(client.call(BODY).cards)
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == [expected] * len(clients)
+    assert tokens.refreshes == 2  # one refresh for all six threads
+    assert mock_server.stats()["by_path"]["/partner/token"] == 2
+
+
+def test_wrong_key_is_permanent_and_never_shown(mock_server: MockServer) -> None:
+    endpoint = partner_endpoint(mock_server, key="s3cret-key")
+    client = CardGeniusClient(endpoint, new_session(endpoint), TokenSource(endpoint, fetch_token))
+    with pytest.raises(PermanentError) as info:
+        client.call(BODY)
+    assert info.value.http_status == 401
+    assert "s3cret" not in str(info.value)
+    assert "s3cret" not in repr(endpoint)

@@ -1,0 +1,322 @@
+"""End to end through the CLI against the mock API on a real loopback port.
+
+Each test writes a config and an input into tmp_path, calls `cli.main` in-process (the worker
+processes are real), and reads back the result shards and the workbook.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.mockapi import MockServer, MockSettings, Rule, compute_response
+
+COLUMNS = ["user_id", "amazon", "flipkart", "myntra", "ajio"]
+MAPPING = {
+    "amazon_spends": ["amazon"],
+    "flipkart_spends": ["flipkart"],
+    "other_online_spends": ["myntra", "ajio"],
+}
+
+
+def make_users(count: int, seed: int = 1) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    users = []
+    for i in range(count):
+        values = [
+            rng.choice([0, 0, rng.randint(1, 500), rng.randint(500, 40000)]) for _ in range(4)
+        ]
+        users.append(dict(zip(COLUMNS, [f"U{i:05d}", *values], strict=True)))
+    users[3].update(amazon=0, flipkart=0, myntra=0, ajio=0)  # answered with no cards
+    return users
+
+
+def write_csv(path: Path, users: list[dict[str, Any]], extra: list[list[str]] = ()) -> Path:  # type: ignore[assignment]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for user in users:
+            writer.writerow([user[c] for c in COLUMNS])
+        writer.writerows(extra)
+    return path
+
+
+def write_config(
+    tmp_path: Path, input_path: Path, *, url: str | None = None, **sections: Mapping[str, Any]
+) -> Path:
+    tables: dict[str, dict[str, Any]] = {
+        "input": {"path": str(input_path), "id_column": "user_id"},
+        "request": dict(MAPPING),
+        "api": {
+            "mock": url is None,
+            "url": url or "http://127.0.0.1:1/cg/api/pro",
+            "timeout": 10.0,
+        },
+        "processing": {"max_workers": 4, "processes": 2, "shard_size": 16},
+        "retry": {"max_attempts": 3, "backoff_initial": 0.01, "backoff_max": 0.05},
+        "mock": {"latency_ms": 2, "jitter_ms": 1},
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    for name, values in sections.items():
+        tables[name].update(values)
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {toml_value(value)}")
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def body_of(user: Mapping[str, Any]) -> dict[str, float]:
+    return {field: sum(float(user[c]) for c in cols) for field, cols in MAPPING.items()}
+
+
+def expected_top(user: Mapping[str, Any], settings: MockSettings) -> list[tuple[int, float]]:
+    """(card id, net savings) of the mock's answer, ranked here independently of the pipeline."""
+    cards = compute_response(body_of(user), settings)["savings"]
+    scored = []
+    for position, card in enumerate(cards):
+        if card["total_savings_yearly"] is None:
+            continue
+        net = (
+            card["total_savings_yearly"]
+            - float(card["joining_fees"] or 0)
+            + (card["total_extra_benefits"] or 0)
+        )
+        scored.append((-net, position, card["id"]))
+    scored.sort()
+    return [(cid, -neg) for neg, _, cid in scored]
+
+
+def results(out: Path) -> pa.Table:
+    shards = sorted((out / "shards" / "results").glob("shard-*.parquet"))
+    return pa.concat_tables([pq.read_table(p) for p in shards])
+
+
+def check_against_model(
+    table: pa.Table, users: list[dict[str, Any]], settings: MockSettings
+) -> None:
+    rows = table.to_pylist()
+    assert [r["user_id"] for r in rows] == [u["user_id"] for u in users]
+    for row, user in zip(rows, users, strict=True):
+        top = expected_top(user, settings)
+        if not top:
+            assert row["status"] == "no_cards", row
+            continue
+        assert row["status"] == "ok", row
+        assert row["top1_card_id"] == top[0][0]
+        assert row["top1_net_savings"] == pytest.approx(top[0][1])
+        if len(top) > 1:
+            assert row["top2_card_id"] == top[1][0]
+            assert row["best_card_savings_gap"] == pytest.approx(top[0][1] - top[1][1])
+
+
+@pytest.mark.parametrize(
+    "processing",
+    [
+        {"processes": 2, "max_workers": 4},
+        {"processes": 1, "max_workers": 1},
+    ],
+    ids=["pool", "sequential"],
+)
+def test_run_end_to_end_on_the_embedded_mock(tmp_path: Path, processing: dict[str, int]) -> None:
+    users = make_users(50)
+    source = write_csv(tmp_path / "users.csv", users)
+    config = write_config(tmp_path, source, processing=processing)
+    assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    out = tmp_path / "out"
+    check_against_model(results(out), users, MockSettings())
+    book = openpyxl.load_workbook(out / "results.xlsx")
+    assert book.sheetnames[:3] == ["Summary", "Results", "Failures"]
+    ids = [row[0] for row in book["Results"].iter_rows(min_row=2, values_only=True)]
+    assert ids == [u["user_id"] for u in users]
+    assert (out / "run.json").is_file() and (out / "pipeline.log").is_file()
+    assert "Progress: 50/50 users processed (100.0%)" in (out / "pipeline.log").read_text()
+
+
+def test_input_formats_give_the_same_results(tmp_path: Path) -> None:
+    users = make_users(20, seed=5)
+    csv_path = write_csv(tmp_path / "users.csv", users)
+    table = pa.Table.from_pylist(users)
+    pq.write_table(table, tmp_path / "users.parquet")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(COLUMNS)
+    for user in users:
+        sheet.append([user[c] for c in COLUMNS])
+    book.save(tmp_path / "users.xlsx")
+
+    outcomes = []
+    for source in (csv_path, tmp_path / "users.parquet", tmp_path / "users.xlsx"):
+        config = write_config(tmp_path, source, processing={"processes": 1, "max_workers": 4})
+        out = tmp_path / f"out-{source.suffix[1:]}"
+        assert main(["run", "--config", str(config), "--out", str(out), "--no-merge"]) == 0
+        outcomes.append(results(out).drop_columns(["latency_ms"]))
+    assert outcomes[0].equals(outcomes[1]) and outcomes[0].equals(outcomes[2])
+
+
+def test_resume_skips_finished_shards(tmp_path: Path) -> None:
+    users = make_users(64)
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        source = write_csv(tmp_path / "users.csv", users)
+        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        assert main(["run", "--config", str(config), "--no-merge"]) == 0
+        assert server.stats()["calculate"] == 64
+        (tmp_path / "out" / "shards" / "results" / "shard-00002.parquet").unlink()
+        server.reset_stats()
+        assert main(["run", "--config", str(config)]) == 0
+        assert server.stats()["calculate"] == 16  # only the shard without a result
+        server.reset_stats()
+        assert main(["run", "--config", str(config), "--fresh"]) == 0
+        assert server.stats()["calculate"] == 64
+    check_against_model(results(tmp_path / "out"), users, MockSettings())
+
+
+def test_failed_rows_then_rerun_failed(tmp_path: Path) -> None:
+    users = make_users(40)
+    users[7]["amazon"] = 4242  # always refused: a permanent failure
+    users[20]["amazon"] = 777  # fails every attempt of the first run, then recovers
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        server.add_rule(
+            Rule(
+                match={"amazon_spends": 4242},
+                status=400,
+                body='{"success": false, "message": "bad"}',
+            )
+        )
+        server.add_rule(Rule(match={"amazon_spends": 777}, status=503, body="busy", times=3))
+        source = write_csv(tmp_path / "users.csv", users)
+        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        assert main(["run", "--config", str(config)]) == 1
+        table = results(tmp_path / "out").to_pylist()
+        assert (table[7]["status"], table[7]["http_status"], table[7]["attempts"]) == (
+            "failed",
+            400,
+            1,
+        )
+        assert (table[20]["status"], table[20]["http_status"], table[20]["attempts"]) == (
+            "failed",
+            503,
+            3,
+        )
+        book = openpyxl.load_workbook(tmp_path / "out" / "results.xlsx")
+        failures = list(book["Failures"].iter_rows(min_row=2, values_only=True))
+        assert [f[0] for f in failures] == ["U00007", "U00020"]
+
+        server.reset_stats()
+        assert main(["rerun-failed", "--config", str(config)]) == 1  # 4242 still refused
+        assert server.stats()["calculate"] == 2  # only the failed rows
+        table = results(tmp_path / "out").to_pylist()
+        assert table[20]["status"] == "ok" and table[7]["status"] == "failed"
+        assert [r["user_id"] for r in table] == [u["user_id"] for u in users]
+
+
+def test_invalid_rows_are_listed_not_sent(tmp_path: Path) -> None:
+    users = make_users(10)
+    extra = [
+        ["U9", "abc", "1", "2", "3"],
+        ["U00001", "5", "5", "5", "5"],
+        ["", "1", "1", "1", "1"],
+        ["U10", "₹1,200", "-4", "0", "0"],
+        ["U11", "₹1,200", "", " 3 ", "0"],
+    ]
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        source = write_csv(tmp_path / "users.csv", users, extra)
+        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        assert main(["run", "--config", str(config)]) == 0
+        assert server.stats()["calculate"] == 11
+    rows = results(tmp_path / "out").to_pylist()
+    states = [r["status"] for r in rows[10:]]
+    assert states == ["invalid", "invalid", "invalid", "invalid", "ok"]
+    assert rows[14]["amazon"] == 1200.0 and rows[14]["myntra"] == 3.0
+    book = openpyxl.load_workbook(tmp_path / "out" / "results.xlsx")
+    failures = list(book["Failures"].iter_rows(min_row=2, values_only=True))
+    assert len(failures) == 4
+    assert all(f[1] == "invalid" and f[4] for f in failures)
+
+
+def test_hostile_card_names_are_text_cells(tmp_path: Path) -> None:
+    users = make_users(30)
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0, hostile_names=True)) as server:
+        source = write_csv(tmp_path / "users.csv", users)
+        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        assert main(["run", "--config", str(config)]) == 0
+    book = openpyxl.load_workbook(tmp_path / "out" / "results.xlsx")
+    sheet = book["Results"]
+    header = [c.value for c in sheet[1]]
+    names = [row[header.index("top1_card_name")] for row in sheet.iter_rows(min_row=2)]
+    dangerous = [c for c in names if isinstance(c.value, str) and c.value[:1] in "=+-@"]
+    assert dangerous, "the hostile catalogue should put such a card on top for some user"
+    assert all(c.data_type == "s" for c in dangerous)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"processing": {"max_workers": 0}}, "[processing] max_workers = 0: must be at least 1"),
+        ({"input": {"id_column": "uid"}}, "column 'uid' not found"),
+    ],
+)
+def test_bad_config_and_input_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict[str, Any], fragment: str
+) -> None:
+    source = write_csv(tmp_path / "users.csv", make_users(5))
+    config = write_config(tmp_path, source, **extra)
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("error:")]) == 1
+    assert fragment in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "out" / "shards" / "results").exists()
+
+
+def test_changed_input_is_refused_until_fresh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = make_users(10)
+    source = write_csv(tmp_path / "users.csv", users)
+    config = write_config(tmp_path, source, processing={"processes": 1})
+    assert main(["run", "--config", str(config), "--no-merge"]) == 0
+    write_csv(source, make_users(11))
+    assert main(["run", "--config", str(config)]) == 2
+    assert "input.sha256" in capsys.readouterr().err
+    assert main(["run", "--config", str(config), "--fresh", "--no-merge"]) == 0
+    assert results(tmp_path / "out").num_rows == 11
+
+
+def test_status_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    source = write_csv(tmp_path / "users.csv", make_users(20))
+    config = write_config(tmp_path, source, processing={"processes": 1, "shard_size": 8})
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"] is False
+    assert main(["run", "--config", str(config), "--no-merge"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["shards"] == {"total": 3, "finished": 3, "pending": 0}
+    assert facts["rows_by_state"]["ok"] + facts["rows_by_state"]["no_cards"] == 20
+    assert main(["status", "--config", str(config)]) == 0
+    assert "shards: 3/3 finished" in capsys.readouterr().out

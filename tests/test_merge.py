@@ -1,0 +1,392 @@
+"""Tests of pipeline.merge: result shards made by hand, the workbook read back with openpyxl."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openpyxl import Workbook, load_workbook
+from openpyxl.utils import get_column_letter
+
+from pipeline import schema
+from pipeline.errors import RunStateError
+from pipeline.merge import (
+    MergeReport,
+    read_outcome_counts,
+    write_workbook,
+)
+
+ID = "user_id"
+VALUES = ("avg_amazon_gmv", "avg_flipkart_gmv")
+DERIVED: list[tuple[str, pa.DataType]] = [
+    ("cards_returned", pa.int32()),
+    ("best_card_savings_gap", pa.float64()),
+    ("top1_card_id", pa.int64()),
+    ("top1_card_name", pa.string()),
+    ("top1_net_savings", pa.float64()),
+]
+RESULT_HEADER = [ID, "status", *VALUES, *(name for name, _ in DERIVED)]
+FAILURE_HEADER = [ID, "status", "http_status", "attempts", "error"]
+
+
+def row(i: int, status: str = schema.OK, **values: Any) -> dict[str, Any]:
+    """One result-shard row for user `i` (id zero-padded) in `status`, with usual values."""
+    base: dict[str, Any] = {schema.ROW: i, ID: f"{i:05d}", VALUES[0]: 1000.0 + i, VALUES[1]: 0.5}
+    if status == schema.OK:
+        base |= {"http_status": 200, "attempts": 1, "latency_ms": 12.5, "cards_returned": 15}
+        base |= {"best_card_savings_gap": 1234.5, "top1_card_id": 114}
+        base |= {"top1_card_name": f"Card {i}", "top1_net_savings": 18080.25}
+    elif status == schema.NO_CARDS:
+        base |= {"http_status": 200, "attempts": 1, "latency_ms": 9.0, "cards_returned": 0}
+    elif status == schema.FAILED:
+        base |= {"http_status": 500, "attempts": 4, "error": "HTTP 500: upstream error"}
+    else:
+        base |= {"attempts": 0, "error": "avg_amazon_gmv: 'abc' is not a number"}
+    return base | {schema.STATUS: status} | values
+
+
+def make_shard(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    shard_schema = schema.result_schema(ID, VALUES, DERIVED)
+    columns = {f.name: [r.get(f.name) for r in rows] for f in shard_schema}
+    pq.write_table(pa.table(columns, schema=shard_schema), path)
+    return path
+
+
+def merge(tmp_path: Path, shards: Sequence[Sequence[dict[str, Any]]], **kw: Any) -> MergeReport:
+    paths = [make_shard(tmp_path / f"shard-{i:05d}.parquet", s) for i, s in enumerate(shards)]
+    kw.setdefault("facts", [])
+    return write_workbook(tmp_path / "out.xlsx", paths, id_column=ID, value_columns=VALUES, **kw)
+
+
+def sheet_rows(path: Path, title: str) -> list[tuple[Any, ...]]:
+    return list(load_workbook(path)[title].iter_rows(values_only=True))
+
+
+def summary(path: Path) -> dict[Any, Any]:
+    return {key: value for key, value in sheet_rows(path, "Summary")[1:]}
+
+
+def results_cell(tmp_path: Path, column: str, **values: Any) -> Any:
+    """The Results cell of `column` for one ok row with `values`."""
+    merge(tmp_path, [[row(0, **values)]])
+    ws = load_workbook(tmp_path / "out.xlsx")["Results"]
+    return ws.cell(row=2, column=RESULT_HEADER.index(column) + 1)
+
+
+def test_sheets_in_order_each_row_once_in_input_order(tmp_path: Path) -> None:
+    states = [schema.OK, schema.FAILED, schema.NO_CARDS, schema.INVALID_STATE, schema.OK]
+    rows = [row(i, states[i % len(states)]) for i in range(23)]
+    report = merge(tmp_path, [rows[:10], rows[10:11], rows[11:]])
+
+    book = load_workbook(tmp_path / "out.xlsx")
+    assert book.sheetnames == ["Summary", "Results", "Failures"]
+    results, failures = sheet_rows(tmp_path / "out.xlsx", "Results"), book["Failures"]
+    failure_rows = list(failures.iter_rows(values_only=True))
+    assert results[0] == tuple(RESULT_HEADER)
+    assert failure_rows[0] == tuple(FAILURE_HEADER)
+    wanted = {schema.OK, schema.NO_CARDS}
+    assert [r[0] for r in results[1:]] == [r[ID] for r in rows if r["status"] in wanted]
+    assert [r[0] for r in failure_rows[1:]] == [r[ID] for r in rows if r["status"] not in wanted]
+    assert {r[1] for r in results[1:]} == wanted
+    assert {r[1] for r in failure_rows[1:]} == {schema.FAILED, schema.INVALID_STATE}
+    assert (report.ok, report.no_cards, report.failed, report.invalid) == (9, 5, 5, 4)
+    assert (report.total, report.results_rows, report.failures) == (23, 14, 9)
+    assert report.results_sheets == 1
+    assert summary(tmp_path / "out.xlsx")["rows ok"] == 9
+
+
+def test_failures_hold_status_http_status_attempts_error(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(1, schema.FAILED), row(2, schema.INVALID_STATE)]])
+    failures = sheet_rows(tmp_path / "out.xlsx", "Failures")
+    assert failures[1] == ("00001", "failed", 500, 4, "HTTP 500: upstream error")
+    assert failures[2] == ("00002", "invalid", None, 0, "avg_amazon_gmv: 'abc' is not a number")
+
+
+def test_no_cards_row_is_in_results_with_empty_card_columns(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(7, schema.NO_CARDS)]])
+    (line,) = sheet_rows(tmp_path / "out.xlsx", "Results")[1:]
+    values = dict(zip(RESULT_HEADER, line, strict=True))
+    assert values["status"] == "no_cards"
+    assert values["cards_returned"] == 0
+    assert values["top1_card_name"] is values["top1_card_id"] is None
+    assert values["best_card_savings_gap"] is None
+
+
+def test_ids_stay_text_with_leading_zeros(tmp_path: Path) -> None:
+    cell = results_cell(tmp_path, ID, user_id="000123")
+    assert (cell.value, cell.data_type) == ("000123", "s")
+
+
+def test_numbers_are_numeric_cells_money_formatted_counts_integers(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(0)]])
+    ws = load_workbook(tmp_path / "out.xlsx")["Results"]
+    cells = {name: ws.cell(row=2, column=i + 1) for i, name in enumerate(RESULT_HEADER)}
+    for name in (VALUES[0], "best_card_savings_gap", "top1_net_savings"):
+        assert cells[name].data_type == "n"
+        assert isinstance(cells[name].value, float)
+        assert cells[name].number_format == "#,##0.00"
+    assert cells["top1_net_savings"].value == 18080.25
+    for name in ("cards_returned", "top1_card_id"):
+        assert (cells[name].data_type, type(cells[name].value)) == ("n", int)
+        assert cells[name].number_format == "General"
+
+
+def test_null_and_nan_are_empty_cells(tmp_path: Path) -> None:
+    cell = results_cell(tmp_path, "top1_net_savings", top1_net_savings=float("nan"))
+    assert cell.value is None
+    gap = results_cell(tmp_path, "best_card_savings_gap", best_card_savings_gap=None)
+    assert gap.value is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['=HYPERLINK("http://x","y")', "=1+1", "+91 98765", "-5", "@SUM(A1)", "#N/A", "=", " pad "],
+)
+def test_formula_like_strings_stay_text(tmp_path: Path, text: str) -> None:
+    cell = results_cell(tmp_path, "top1_card_name", top1_card_name=text)
+    assert (cell.value, cell.data_type) == (text, "s")
+
+
+def test_unicode_emoji_and_whitespace_survive(tmp_path: Path) -> None:
+    text = "₹ बचत 💳😀 <b>&amp;</b> tab\there\r\nCRLF 'q' \"dq\""
+    cell = results_cell(tmp_path, "top1_card_name", top1_card_name=text)
+    assert cell.value == text
+    assert merge(tmp_path, [[row(0, top1_card_name=text)]]).cells_sanitized == 0
+
+
+def test_control_characters_removed_and_counted(tmp_path: Path) -> None:
+    names = ["a\x00b\x1fc", "bell\x07", "fine", "non-char\ufffe\uffff"]
+    rows = [row(i, top1_card_name=name) for i, name in enumerate(names)]
+    rows.append(row(9, schema.FAILED, error="bad\x0bbody"))
+    report = merge(tmp_path, [rows])
+    results = sheet_rows(tmp_path / "out.xlsx", "Results")
+    column = RESULT_HEADER.index("top1_card_name")
+    assert [r[column] for r in results[1:]] == ["abc", "bell", "fine", "non-char"]
+    assert sheet_rows(tmp_path / "out.xlsx", "Failures")[1][4] == "badbody"
+    assert report.cells_sanitized == 4
+    assert summary(tmp_path / "out.xlsx")["cells with characters Excel cannot hold (removed)"] == 4
+
+
+def test_long_string_truncated_and_counted(tmp_path: Path) -> None:
+    long_text, emoji_text = "x" * 40_000, "😀" * 20_000  # an emoji is 2 of Excel's characters
+    rows = [row(0, top1_card_name=long_text), row(1, top1_card_name=emoji_text)]
+    rows.append(row(2, top1_card_name="y" * 32_767))
+    report = merge(tmp_path, [rows])
+    column = RESULT_HEADER.index("top1_card_name")
+    first, second, third = (r[column] for r in sheet_rows(tmp_path / "out.xlsx", "Results")[1:])
+    assert len(first) == 32_767 and first.endswith("…[truncated]")
+    assert first.startswith("x" * 30_000)
+    assert len(second.encode("utf-16-le")) <= 2 * 32_767 and second.endswith("…[truncated]")
+    assert second.startswith("😀" * 16_000)
+    assert third == "y" * 32_767
+    assert report.cells_truncated == 2
+    assert summary(tmp_path / "out.xlsx")["cells cut to 32,767 characters"] == 2
+
+
+def test_results_split_every_max_rows_each_with_header(tmp_path: Path) -> None:
+    rows = [row(i, schema.FAILED if i == 4 else schema.OK) for i in range(9)]
+    report = merge(tmp_path, [rows[:2], rows[2:]], max_rows_per_sheet=3)
+
+    book = load_workbook(tmp_path / "out.xlsx")
+    assert book.sheetnames == ["Summary", "Results", "Results 2", "Results 3", "Failures"]
+    ids = []
+    for title in ("Results", "Results 2", "Results 3"):
+        lines = list(book[title].iter_rows(values_only=True))
+        assert lines[0] == tuple(RESULT_HEADER)
+        assert len(lines) - 1 <= 3
+        ids += [line[0] for line in lines[1:]]
+    assert ids == [r[ID] for r in rows if r["status"] == schema.OK]
+    assert report.results_sheets == 3
+    assert summary(tmp_path / "out.xlsx")["Results sheets"] == 3
+
+
+def test_exactly_max_rows_needs_no_second_sheet(tmp_path: Path) -> None:
+    report = merge(tmp_path, [[row(i) for i in range(3)]], max_rows_per_sheet=3)
+    assert report.results_sheets == 1
+    assert load_workbook(tmp_path / "out.xlsx").sheetnames == ["Summary", "Results", "Failures"]
+
+
+def test_max_rows_per_sheet_out_of_range_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_rows_per_sheet"):
+        merge(tmp_path, [[row(0)]], max_rows_per_sheet=0)
+
+
+def test_unfinished_run_is_said_on_summary(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(i) for i in range(3)]], expected_rows=10)
+    first = sheet_rows(tmp_path / "out.xlsx", "Summary")[1]
+    assert (
+        first[1] == "Unfinished run: 3 of 10 rows have results; run `pipeline run` again to finish"
+    )
+
+
+def test_finished_run_has_no_unfinished_line(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(i) for i in range(3)]], expected_rows=3)
+    text = " ".join(str(v) for line in sheet_rows(tmp_path / "out.xlsx", "Summary") for v in line)
+    assert "Unfinished" not in text
+
+
+def test_summary_has_counts_then_facts_as_given(tmp_path: Path) -> None:
+    facts = [("start", "2024-05-01 10:00:00"), ("duration", 12.5), ("workers", 20)]
+    facts += [("adaptive", True), ("note", None), ("formula-like", "=2+2")]
+    rows = [row(0), row(1, schema.NO_CARDS), row(2, schema.FAILED), row(3, schema.INVALID_STATE)]
+    merge(tmp_path, [rows], facts=facts)
+
+    lines = sheet_rows(tmp_path / "out.xlsx", "Summary")
+    assert lines[0] == ("key", "value")
+    keys = [line[0] for line in lines[1:]]
+    assert keys[:5] == ["rows ok", "rows no_cards", "rows invalid", "rows failed", "rows total"]
+    assert keys[5:11] == [key for key, _ in facts]
+    assert [line[1] for line in lines[1:6]] == [1, 1, 1, 1, 4]
+    assert lines[6:12] == facts
+    ws = load_workbook(tmp_path / "out.xlsx")["Summary"]
+    assert ws.cell(row=12, column=2).data_type == "s"
+
+
+def test_sheets_are_usable_frozen_filtered_sized(tmp_path: Path) -> None:
+    merge(tmp_path, [[row(0, top1_card_name="A rather long credit card name"), row(1, "failed")]])
+    book = load_workbook(tmp_path / "out.xlsx")
+    results, failures = book["Results"], book["Failures"]
+    assert results.freeze_panes == failures.freeze_panes == "A2"
+    assert results.auto_filter.ref == f"A1:{get_column_letter(len(RESULT_HEADER))}2"
+    assert failures.auto_filter.ref == "A1:E2"
+    name_column = get_column_letter(RESULT_HEADER.index("top1_card_name") + 1)
+    assert results.column_dimensions[name_column].width >= len("A rather long credit card name")
+    assert results.cell(row=1, column=1).font.bold
+
+
+def test_no_shards_writes_headers_and_zero_counts(tmp_path: Path) -> None:
+    report = write_workbook(
+        tmp_path / "out.xlsx", [], id_column=ID, value_columns=VALUES, facts=[], expected_rows=5
+    )
+    assert report.total == 0
+    assert sheet_rows(tmp_path / "out.xlsx", "Results") == [(ID, "status", *VALUES)]
+    assert summary(tmp_path / "out.xlsx")["rows total"] == 0
+
+
+def test_failed_write_leaves_old_workbook_and_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # openpyxl's sheet buffers
+    out = tmp_path / "out"
+    good = make_shard(tmp_path / "good.parquet", [row(i) for i in range(300)])
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    out.mkdir()
+    (out / "results.xlsx").write_bytes(b"the previous workbook")
+
+    with pytest.raises(RunStateError, match=r"corrupt\.parquet.*pipeline run"):
+        write_workbook(
+            out / "results.xlsx", [good, corrupt], id_column=ID, value_columns=VALUES, facts=[]
+        )
+    assert (out / "results.xlsx").read_bytes() == b"the previous workbook"
+    assert [p.name for p in out.iterdir()] == ["results.xlsx"]
+    assert list(system_tmp.iterdir()) == []
+
+
+def test_shard_without_a_column_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "shard.parquet"
+    pq.write_table(pa.table({ID: ["1"], "status": ["ok"]}), path)
+    with pytest.raises(RunStateError, match="error"):
+        write_workbook(tmp_path / "o.xlsx", [path], id_column=ID, value_columns=(), facts=[])
+
+
+def test_read_outcome_counts(tmp_path: Path) -> None:
+    a = make_shard(tmp_path / "a.parquet", [row(0), row(1, schema.FAILED), row(2)])
+    b = make_shard(tmp_path / "b.parquet", [row(3, schema.INVALID_STATE)])
+    assert read_outcome_counts([a, b]) == {"ok": 2, "no_cards": 0, "invalid": 1, "failed": 1}
+    assert read_outcome_counts([]) == {"ok": 0, "no_cards": 0, "invalid": 0, "failed": 0}
+
+
+# --- speed -------------------------------------------------------------------------------------
+
+BENCH_VALUES = [f"avg_{name}_gmv" for name in ("amazon", "flipkart", "grocery", "myntra", "ajio")]
+BENCH_VALUES.append("avg_confirmed_gmv")
+BENCH_MAPPED = ("amazon_spends", "flipkart_spends", "grocery_spends_online", "other_online_spends")
+
+
+def bench_derived() -> list[tuple[str, pa.DataType]]:
+    columns = [("cards_returned", pa.int32()), ("best_card_savings_gap", pa.float64())]
+    for k in (1, 2, 3):
+        columns += [(f"top{k}_card_id", pa.int64()), (f"top{k}_card_name", pa.string())]
+        money = ["joining_fees", "total_savings_yearly", "total_extra_benefits", "net_savings"]
+        money += [f"{field}_savings" for field in BENCH_MAPPED]
+        columns += [(f"top{k}_{name}", pa.float64()) for name in money]
+    return columns
+
+
+def bench_shard(path: Path, start: int, n: int, rng: random.Random) -> Path:
+    """A realistic result shard: ~90% ok, the rest no_cards, failed or invalid (40 columns)."""
+    names = ["HDFC Millennia Credit Card", "SBI Cashback Card", "Axis Bank ACE Credit Card"]
+    rows = []
+    for i in range(start, start + n):
+        status = schema.OK if rng.random() < 0.9 else rng.choice(schema.STATES[1:])
+        line: dict[str, Any] = {schema.ROW: i, "user_id": f"{i:08d}", schema.STATUS: status}
+        line |= {v: round(rng.random() * 20_000, 2) for v in BENCH_VALUES}
+        line |= {"attempts": 1, "http_status": 200, "latency_ms": 120.5}
+        if status == schema.OK:
+            for name, dtype in bench_derived():
+                if pa.types.is_floating(dtype):
+                    line[name] = round(rng.random() * 50_000, 2)
+            line |= {f"top{k}_card_id": rng.randint(1, 300) for k in (1, 2, 3)}
+            line |= {f"top{k}_card_name": rng.choice(names) for k in (1, 2, 3)}
+            line["cards_returned"] = 15
+        elif status != schema.NO_CARDS:
+            line["error"] = "HTTP 503: Service Unavailable"
+        rows.append(line)
+    shard_schema = schema.result_schema("user_id", BENCH_VALUES, bench_derived())
+    columns = {f.name: [r.get(f.name) for r in rows] for f in shard_schema}
+    pq.write_table(pa.table(columns, schema=shard_schema), path)
+    return path
+
+
+def bare_loop(dest: Path, paths: Sequence[Path]) -> None:
+    """The yardstick: the same shards, read the same way, `ws.append` of plain values."""
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Results")
+    columns = [c for c in pq.read_schema(paths[0]).names if c != schema.ROW]
+    ws.append(columns)
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048, columns=columns):
+            for values in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                ws.append(list(values))
+    wb.save(dest)
+
+
+@pytest.mark.skipif(not os.environ.get("MERGE_BENCH"), reason="set MERGE_BENCH=<rows> to run")
+def test_speed(tmp_path: Path) -> None:
+    """MERGE_BENCH=200000 .venv/bin/pytest tests/test_merge.py -k speed -s"""
+    total, rng = int(os.environ["MERGE_BENCH"]), random.Random(7)
+    paths = [
+        bench_shard(tmp_path / f"s{i:05d}.parquet", i, 1000, rng) for i in range(0, total, 1000)
+    ]
+    timings: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+    for _ in range(2):  # interleaved, so a busy machine slows both alike
+        for name in ("bare", "ours"):
+            wall, cpu = time.perf_counter(), time.process_time()
+            if name == "ours":
+                write_workbook(
+                    tmp_path / "ours.xlsx", paths, id_column="user_id",
+                    value_columns=BENCH_VALUES, facts=[("rows", total)],
+                )  # fmt: skip
+            else:
+                bare_loop(tmp_path / "bare.xlsx", paths)
+            timings[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    best = {name: min(t[1] for t in runs) for name, runs in timings.items()}
+    wall = {name: min(t[0] for t in runs) for name, runs in timings.items()}
+    print(
+        f"\n{total} rows: ours {total / best['ours']:,.0f} rows/s CPU "
+        f"({total / wall['ours']:,.0f} wall), bare openpyxl {total / best['bare']:,.0f} rows/s CPU "
+        f"({total / wall['bare']:,.0f} wall); ratio {best['bare'] / best['ours']:.2f}x CPU, "
+        f"{wall['bare'] / wall['ours']:.2f}x wall"
+    )
+    assert best["bare"] / best["ours"] >= 1.0
