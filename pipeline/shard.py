@@ -73,7 +73,7 @@ def shard_input(
 
     `value_columns` are the input columns the request reads (a repeat is read once); `sheet` is
     the xlsx sheet (None: the first; ignored for other kinds); `limit` keeps only the first
-    `limit` data rows (None: all). Input shards left from an earlier, longer input are removed.
+    `limit` data rows (None: all, 0: none). Shards left by an earlier, longer input are removed.
     Raises InputError for a file that cannot be read or lacks a column.
     """
     if shard_size < 1:

@@ -15,12 +15,14 @@ run again by the next `run`.
 from __future__ import annotations
 
 import os
+import queue
 import random
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,51 +157,46 @@ class WorkerProcess:
                 if old[schema.STATUS] != schema.FAILED:
                     kept[old[schema.ROW]] = old
         todo = [row for row in rows if row[schema.ROW] not in kept]
-        outcomes, stats = self._run_rows(task.name, todo)
-        if outcomes is None:
-            return ShardReport(task.name, finished=False, **stats)
+        outcomes = self._run_rows(task.name, todo)
+        requests = sum(o[schema.ATTEMPTS] for o in outcomes.values())
+        sent = sum(1 for o in outcomes.values() if o[schema.ATTEMPTS])
+        stats = {"requests": requests, "retries": requests - sent, "retried_rows": len(todo)}
+        if len(outcomes) < len(todo):  # stopped midway: the next run does the shard again
+            return ShardReport(task.name, False, **stats)
         outcomes.update(kept)
         ordered = [outcomes[row[schema.ROW]] for row in rows]
         table = pa.Table.from_pylist(ordered, schema=self.result_schema)
         write_parquet_atomic(table, self.layout.result_shard(task.name))
         counts = Counter(row[schema.STATUS] for row in ordered)
-        return ShardReport(task.name, True, dict(counts), retried_rows=len(todo), **stats)
+        return ShardReport(task.name, True, dict(counts), **stats)
 
-    def _run_rows(
-        self, shard: str, rows: Sequence[dict[str, Any]]
-    ) -> tuple[dict[int, dict[str, Any]] | None, dict[str, int]]:
-        """Outcomes by row for every row, or None when the run stopped midway."""
+    def _run_rows(self, shard: str, rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Outcomes by row; fewer than `rows` when the run stopped midway."""
         outcomes: dict[int, dict[str, Any]] = {}
-        pending: set[Future[dict[str, Any]]] = set()
+        finished: queue.SimpleQueue[Future[dict[str, Any]]] = queue.SimpleQueue()
+        submitted = 0
         for row in rows:
             if row[schema.INVALID] is not None:
-                outcomes[row[schema.ROW]] = self._outcome(
-                    row, schema.INVALID_STATE, error=row[schema.INVALID]
-                )
+                outcome = self._outcome(row, schema.INVALID_STATE, error=row[schema.INVALID])
+                outcomes[row[schema.ROW]] = outcome
             else:
-                pending.add(self.pool.submit(self._request_row, row))
-        reported = Counter[str](Counter(o[schema.STATUS] for o in outcomes.values()))
-        self._send(shard, reported)
-        interrupted = False
-        while pending:
-            done, pending = wait(pending, timeout=PROGRESS_INTERVAL, return_when=FIRST_COMPLETED)
-            fresh = Counter[str]()
-            for future in done:
-                try:
-                    outcome = future.result()
-                except Interrupted:
-                    interrupted = True
-                    continue
-                outcomes[outcome[schema.ROW]] = outcome
-                fresh[outcome[schema.STATUS]] += 1
-            if fresh:
+                future = self.pool.submit(self._request_row, row)
+                future.add_done_callback(finished.put)
+                submitted += 1
+        fresh = Counter(o[schema.STATUS] for o in outcomes.values())
+        last_sent = time.monotonic()
+        for _ in range(submitted):
+            try:
+                outcome = finished.get().result()
+            except Interrupted:
+                continue
+            outcomes[outcome[schema.ROW]] = outcome
+            fresh[outcome[schema.STATUS]] += 1
+            if time.monotonic() - last_sent >= PROGRESS_INTERVAL:
                 self._send(shard, fresh)
-        requests = sum(o[schema.ATTEMPTS] for o in outcomes.values())
-        sent = sum(1 for o in outcomes.values() if o[schema.ATTEMPTS])
-        totals = {"requests": requests, "retries": requests - sent}
-        if interrupted or (self.stop.is_set() and len(outcomes) < len(rows)):
-            return None, totals
-        return outcomes, totals
+                fresh, last_sent = Counter(), time.monotonic()
+        self._send(shard, fresh)
+        return outcomes
 
     def _send(self, shard: str, counts: Mapping[str, int]) -> None:
         if counts:

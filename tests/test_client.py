@@ -86,9 +86,11 @@ def test_rule_fails_once_then_answers(mock_server: MockServer) -> None:
 
 
 def test_timeout_is_transient() -> None:
-    with MockServer(MockSettings(latency_ms=1000, jitter_ms=0)) as slow:
-        with pytest.raises(TransientError, match="timeout"):
-            client_for(slow, timeout=0.1).call(BODY)
+    with (
+        MockServer(MockSettings(latency_ms=1000, jitter_ms=0)) as slow,
+        pytest.raises(TransientError, match="timeout"),
+    ):
+        client_for(slow, timeout=0.1).call(BODY)
 
 
 def test_connection_refused_is_transient() -> None:

@@ -108,7 +108,7 @@ def test_bad_values_name_the_key(tmp_path: Path, extra: str, fragment: str) -> N
     ],
 )
 def test_bad_request_tables(tmp_path: Path, text: str, fragment: str) -> None:
-    with pytest.raises(ConfigError, match=None) as info:
+    with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert fragment in str(info.value)
 
@@ -119,7 +119,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_bad_override_names_the_flag(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--max-workers = 0: must be at least 1|max_workers = 0"):
+    with pytest.raises(ConfigError, match=r"max_workers = 0: must be at least 1"):
         load_config(write(tmp_path, MINIMAL), {"processing.max_workers": 0})
 
 

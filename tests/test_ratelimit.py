@@ -42,7 +42,7 @@ def make(rate: float, in_flight: int = 4) -> tuple[Limiter, FakeClock, FakeStop]
 
 
 def test_requests_are_spaced_at_one_over_rate() -> None:
-    limiter, clock, stop = make(rate=10.0)
+    limiter, clock, _ = make(rate=10.0)
     starts = []
     for _ in range(5):
         assert limiter.acquire()
@@ -81,7 +81,7 @@ def test_pause_holds_requests_until_it_ends() -> None:
 
 
 def test_stop_ends_a_wait() -> None:
-    limiter, clock, stop = make(rate=0.0)
+    limiter, _, stop = make(rate=0.0)
     limiter.pause_for(30.0)
     stop.flag = True
     assert limiter.acquire() is False
