@@ -1,29 +1,24 @@
-"""The run's life cycle: fingerprint, sharding, the worker pool, events, signals, merge.
+"""The run's life cycle: lock, fingerprint, sharding, the shards to do, the pool, merge.
 
-The coordinator is the only process that owns global things: the shared limits, the progress
-view, the signals and the run folder's `run.json`. Workers get plain settings and shard names
-(see worker.py) and report back through an events queue and their `ShardReport`s.
-
-`processes = 1` runs the shards in this process, one at a time on a single background thread
-(the same interface as the process pool), which is the way to debug a run.
+The coordinator is the only process that owns global things: the run folder's lock and
+`run.json`, the shared limits and the progress view (through `pool.ShardPool`), and the exit
+code. Workers get plain settings and shard names and report back through events and their
+`ShardReport`s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
-import multiprocessing
 import os
-import queue
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from pipeline import runinfo, schema, worker
 from pipeline.client import Endpoint, partner_urls
@@ -33,15 +28,13 @@ from pipeline.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     ConfigError,
-    PipelineError,
     RunStateError,
 )
 from pipeline.merge import read_outcome_counts
+from pipeline.pool import PoolResult, ShardPool
 from pipeline.progress import LogProgress, NullProgress, Progress
-from pipeline.ratelimit import SharedLimits
-from pipeline.retry import RetryPolicy
 from pipeline.shard import shard_input
-from pipeline.store import RunLayout, changed_keys, read_run, write_json_atomic
+from pipeline.store import RunLayout, changed_keys, read_checkpoint, read_run, write_json_atomic
 
 log = logging.getLogger("pipeline")
 
@@ -62,7 +55,7 @@ class RunOptions:
 def run(config: Config, options: RunOptions) -> int:
     """`pipeline run` and `pipeline rerun-failed`; returns the exit code."""
     layout = RunLayout(config.output.dir)
-    with runinfo.file_log(layout):
+    with run_lock(layout), runinfo.file_log(layout):
         info = _prepare(config, options, layout)
         tasks = _tasks(layout, options.retry_failed)
         started = time.monotonic()
@@ -70,21 +63,55 @@ def run(config: Config, options: RunOptions) -> int:
         if tasks:
             log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
             with _endpoint(config) as endpoint:
-                interrupted = not _execute(config, layout, endpoint, tasks, info, options.progress)
+                result = _execute(config, layout, endpoint, tasks, info, options.progress)
+            interrupted = result.interrupted or not all(r.finished for r in result.reports)
+            if options.retry_failed:
+                retried = sum(r.retried_rows for r in result.reports)
+                recovered = sum(r.recovered for r in result.reports)
+                log.info("Retried %d row(s); %d recovered.", retried, recovered)
         else:
             log.info("Nothing to request: every shard of %s is finished.", layout.root)
         info = runinfo.record_session(
             layout, info, time.monotonic() - started, finished=not interrupted
         )
         if interrupted:
+            command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
             log.warning(
-                "Interrupted: state saved in %s; run the same command again to resume.", layout.root
+                "Interrupted: finished rows are saved in %s; run `%s` with the same settings "
+                "to resume.",
+                layout.root,
+                command,
             )
             return EXIT_INTERRUPTED
         if options.merge:
             runinfo.merge_run(config, layout)
         counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
         return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
+
+
+@contextlib.contextmanager
+def run_lock(layout: RunLayout) -> Iterator[None]:
+    """One run per output folder. The lock is an flock on `.lock`: the kernel drops it when
+    the process dies, so a killed run never leaves the folder locked."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunStateError(
+                f"{layout.root} is in use by a run that is still going ({holder}); "
+                "wait for it, stop it, or use --out for another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _prepare(config: Config, options: RunOptions, layout: RunLayout) -> dict[str, Any]:
@@ -197,106 +224,27 @@ def _execute(
     tasks: list[worker.ShardTask],
     info: dict[str, Any],
     progress_mode: str,
-) -> bool:
-    """Run the shards; False when interrupted."""
-    processes = min(config.processing.processes, len(tasks))
-    # Each process gets threads for the whole budget; the shared in-flight cap holds the run
-    # to max_workers. So a process left alone at the end of a run still uses all of it.
-    threads = config.processing.max_workers
-    settings = worker.WorkerSettings(
-        endpoint=endpoint,
-        policy=RetryPolicy(
-            max_attempts=config.retry.max_attempts,
-            backoff_initial=config.retry.backoff_initial,
-            backoff_max=config.retry.backoff_max,
-            retry_after_max=config.retry.retry_after_max,
-        ),
-        threads=threads,
-        root=layout.root,
-        id_column=config.input.id_column,
-        mapping=tuple(config.request.items()),
-        top_n=config.output.top_n,
-    )
-    ctx = multiprocessing.get_context("spawn")
-    limits = SharedLimits(ctx, config.processing.rate_limit, config.processing.max_workers)
-    if processes > 1:
-        events: Any = ctx.Queue()
-        stop: Any = ctx.Event()
-        executor: Executor = ProcessPoolExecutor(
-            processes,
-            mp_context=ctx,
-            initializer=worker.init_process,
-            initargs=(settings, limits, events, stop),
-        )
-    else:
-        events, stop = queue.Queue(), threading.Event()
-        worker.init_local(settings, limits, events, stop)
-        executor = ThreadPoolExecutor(1, thread_name_prefix="shard")
+) -> PoolResult:
     progress: Progress = LogProgress(log) if progress_mode == "log" else NullProgress()
     total = int(info["input"]["rows"])
-    done_before = _rows_done(layout, tasks)
-    progress.start(total, done_before)
-    with _signals(stop), executor:
-        futures = [executor.submit(worker.run_shard, task) for task in tasks]
-        reports = _collect(futures, events, progress, stop)
-    progress.finish()
-    return not stop.is_set() and all(r.finished for r in reports)
-
-
-def _rows_done(layout: RunLayout, tasks: list[worker.ShardTask]) -> int:
-    todo = {t.name for t in tasks}
-    names = [n for n in layout.result_shards() if n not in todo]
-    return sum(read_outcome_counts([layout.result_shard(n) for n in names]).values())
-
-
-def _collect(
-    futures: list[Future[worker.ShardReport]], events: Any, progress: Progress, stop: Any
-) -> list[worker.ShardReport]:
-    """Feed events to the progress view until every shard's future is done."""
-    while not all(f.done() for f in futures):
-        _drain(events, progress, timeout=0.2)
-        progress.tick()
-    _drain(events, progress, timeout=0.0)
-    reports = []
-    for future in futures:
-        try:
-            reports.append(future.result())
-        except Exception as exc:
-            stop.set()
-            raise PipelineError(f"a worker failed: {type(exc).__name__}: {exc}") from exc
-    return reports
-
-
-def _drain(events: Any, progress: Progress, timeout: float) -> None:
+    progress.start(total, total - _rows_to_do(layout, tasks))
     try:
-        event = events.get(timeout=timeout) if timeout else events.get_nowait()
-        while True:
-            progress.advance(event["counts"])
-            event = events.get_nowait()
-    except queue.Empty:
-        return
-
-
-@contextlib.contextmanager
-def _signals(stop: Any) -> Iterator[None]:
-    """First Ctrl+C / SIGTERM: stop dispatching and let in-flight requests end. Second: exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning("Second interrupt: exiting now; rerun to resume.")
-            os._exit(EXIT_INTERRUPTED)
-        log.warning("Stopping: finishing in-flight requests (Ctrl+C again to exit at once)...")
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
+        return ShardPool(config, layout, endpoint).run(tasks, progress)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        progress.finish()
+
+
+def _rows_to_do(layout: RunLayout, tasks: list[worker.ShardTask]) -> int:
+    """Rows of these tasks without an outcome yet (checkpointed rows count as done)."""
+    todo = 0
+    for task in tasks:
+        if task.retry_failed:
+            counts = read_outcome_counts([layout.result_shard(task.name)])
+            rows = counts.get(schema.FAILED, 0)
+        else:
+            rows = pq.ParquetFile(layout.input_shard(task.name)).metadata.num_rows
+        todo += rows - len(read_checkpoint(layout.checkpoint(task.name), schema.ROW))
+    return max(0, todo)
 
 
 def _settings_line(config: Config) -> str:

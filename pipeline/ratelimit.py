@@ -30,6 +30,7 @@ class SharedLimits:
         self.paused_until = ctx.Value("d", 0.0, lock=False)
         self.lock = ctx.Lock()
         self.slots = ctx.BoundedSemaphore(in_flight)
+        self.capacity = in_flight
 
 
 class Limiter:
@@ -77,6 +78,18 @@ class Limiter:
 
     def release(self) -> None:
         self._shared.slots.release()
+
+    def rate(self) -> float:
+        """Requests/s in force for the run; 0 = no limit."""
+        return float(self._shared.rate.value)
+
+    def paused_for(self) -> float:
+        """Seconds left of a run-wide pause; 0 when not paused."""
+        return max(0.0, float(self._shared.paused_until.value) - self._clock())
+
+    def in_flight(self) -> int:
+        """Requests holding a slot now, in all processes."""
+        return self._shared.capacity - int(self._shared.slots.get_value())
 
     def pause_for(self, seconds: float) -> None:
         """Hold every request of the run for `seconds` from now (never shortens a pause)."""

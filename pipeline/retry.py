@@ -31,6 +31,24 @@ def classify_status(status: int) -> str:
     return PERMANENT
 
 
+def error_kind(http_status: int | None, message: str) -> str:
+    """A short, stable name for a failed call: http_429, http_5xx, http_4xx, timeout,
+    connection, bad_body (the names `status` and the live view group errors by)."""
+    if message.startswith("timeout"):
+        return "timeout"
+    if message.startswith("connection error"):
+        return "connection"
+    if message.startswith("bad body"):
+        return "bad_body"
+    if http_status == 429:
+        return "http_429"
+    if http_status is not None and http_status >= 500:
+        return "http_5xx"
+    if http_status is not None:
+        return "http_4xx"
+    return "other"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 4

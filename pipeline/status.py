@@ -13,23 +13,8 @@ import pyarrow.parquet as pq
 
 from pipeline import schema
 from pipeline.config import Config
+from pipeline.retry import error_kind
 from pipeline.store import RunLayout, read_run
-
-
-def error_kind(status: str, http_status: int | None, error: str | None) -> str:
-    """A short, stable name for what went wrong with a row (`http_429`, `timeout`, ...)."""
-    if status == schema.INVALID_STATE:
-        return "invalid_input"
-    text = error or ""
-    if text.startswith("timeout"):
-        return "timeout"
-    if text.startswith("connection error"):
-        return "connection"
-    if text.startswith("bad body"):
-        return "bad_body"
-    if http_status is not None:
-        return f"http_{http_status}"
-    return "other"
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -51,8 +36,10 @@ def collect(config: Config) -> dict[str, Any]:
             cols[schema.STATUS], cols[schema.HTTP_STATUS], cols[schema.ERROR], strict=True
         ):
             states[state] += 1
-            if state in (schema.FAILED, schema.INVALID_STATE):
-                errors[error_kind(state, http, err)] += 1
+            if state == schema.INVALID_STATE:
+                errors["invalid_input"] += 1
+            elif state == schema.FAILED:
+                errors[error_kind(http, err or "")] += 1
     rows = info.get("input", {}).get("rows")
     sharded = bool(info.get("input", {}).get("sharded"))
     pending = [n for n in inputs if n not in finished]

@@ -6,6 +6,7 @@ work on any run folder, even one whose run was killed:
     out/run.json                      the run's fingerprint and settings
     out/pipeline.log                  the log
     out/shards/input/shard-NNNNN.parquet    input rows, validated
+    out/shards/partial/shard-NNNNN.jsonl    finished rows of a shard still running (checkpoint)
     out/shards/results/shard-NNNNN.parquet  outcomes; exists only for a finished shard
 
 Files that matter are written to a temporary name in the same folder, flushed to disk, then
@@ -121,6 +122,18 @@ class RunLayout:
     def results_dir(self) -> Path:
         return self.root / "shards" / "results"
 
+    @property
+    def partial_dir(self) -> Path:
+        return self.root / "shards" / "partial"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    def checkpoint(self, name: str) -> Path:
+        """The checkpoint of an unfinished shard: its finished rows so far."""
+        return self.partial_dir / name.replace(".parquet", ".jsonl")
+
     def shard_name(self, index: int) -> str:
         return f"{SHARD_PREFIX}{index:05d}.parquet"
 
@@ -176,3 +189,46 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
             old.get(key), new.get(key), f"{prefix}{key}" if not prefix else f"{prefix}.{key}"
         )
     return changed
+
+
+class Checkpoint:
+    """A shard's finished rows, appended as JSON lines by the one process that owns the shard.
+
+    Each `append` writes whole lines with one `write` and flushes them to the OS, so a killed
+    process loses only rows it had not appended yet; a torn last line (power loss mid-write)
+    is skipped when the file is read back.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "ab")  # noqa: SIM115
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            data = b"".join(
+                json.dumps(row, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+                for row in rows
+            )
+            self._handle.write(data)
+            self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_checkpoint(path: Path, key: str) -> dict[int, dict[str, Any]]:
+    """The rows a checkpoint holds, by `row[key]`; unreadable lines (a torn tail) are skipped."""
+    rows: dict[int, dict[str, Any]] = {}
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get(key), int):
+            rows[row[key]] = row
+    return rows
