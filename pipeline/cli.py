@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     cmd.set_defaults(handler=_status)
 
+    text = "before a batch: rows, unique requests, load, bandwidth, duration, partner notice"
+    cmd = sub.add_parser("plan", parents=[common], help=text, description=text)
+    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
+    cmd.add_argument("--max-workers", type=int, help="plan for N requests in flight")
+    cmd.add_argument("--rate", type=float, help="plan for R requests/s; 0 = no limit")
+    cmd.add_argument(
+        "--probe",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send N real requests first to measure latency and response size (default: 0)",
+    )
+    cmd.set_defaults(handler=_plan)
+
     cmd = sub.add_parser(
         "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
     )
@@ -179,6 +193,13 @@ def _status(args: argparse.Namespace) -> int:
     config = _config(args)
     facts = status.collect(config)
     print(json.dumps(facts, indent=2) if args.json else status.render(facts))
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pipeline import plan
+
+    print(plan.plan(_config(args), probe=args.probe))
     return EXIT_OK
 
 

@@ -10,10 +10,12 @@ row count. The workbook is written through `store.atomic_path`: a kill or an err
 old file or the new one.
 
 Why cells are written as XML here and not with `ws.append`: openpyxl spends about ten Python
-calls per cell, more for a styled cell. A number format on each money cell through its public
-API measured 0.43x a bare unformatted `ws.append` loop; a batch of rows built as one XML string,
-parsed and written by lxml in C measured 1.6x (see `tests/test_merge.py::test_speed`).
-`_RowStream` is the one place that reaches into openpyxl's write-only worksheet to do that.
+calls per cell, more for a styled one. A number format on each money cell through its public
+API measured 0.43x the rows/s of a bare, unformatted `ws.append` loop; rows built per batch as
+one XML string, which lxml parses and writes in C, measure 1.8x it (200,000 rows of 40
+columns, `MERGE_BENCH=200000 pytest tests/test_merge.py -k speed -s`); 1.0x when openpyxl
+runs without lxml. `_RowStream` is the one place that reaches into openpyxl's write-only
+worksheet to do it.
 """
 
 from __future__ import annotations
@@ -60,16 +62,11 @@ FAILURE_COLUMNS = (schema.STATUS, schema.HTTP_STATUS, schema.ATTEMPTS, schema.ER
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 # Cell kinds: how a column's Python values become cells.
-_TEXT, _OTHER, _INT, _NUMBER, _MONEY, _BOOL, _ANY = (
-    "text",
-    "other",
-    "int",
-    "num",
-    "money",
-    "bool",
-    "any",
-)
+# How a column's Python values become cells: str as text, anything else as its str() as text,
+# a number in General format, a number in MONEY_FORMAT, a bool, or each value by its own type.
+_TEXT, _OTHER, _NUMBER, _MONEY, _BOOL, _ANY = "text", "other", "number", "money", "bool", "any"
 
+Column = tuple[str, str]  # header, kind
 Encoder = Callable[[Sequence[Any], range], list[str]]
 
 
@@ -134,12 +131,8 @@ def write_workbook(
         try:
             summary_ws = wb.create_sheet(SUMMARY)  # first in the book, filled last
             styles = _register_styles(summary_ws)
-            results = _SplitSheet(
-                wb, RESULTS, result_columns, id_column, styles, max_rows_per_sheet
-            )
-            failures = _Sheet(
-                wb.create_sheet(FAILURES), _failure_columns(id_column), id_column, styles
-            )
+            results = _SplitSheet(wb, RESULTS, result_columns, styles, max_rows_per_sheet)
+            failures = _Sheet(wb.create_sheet(FAILURES), _failure_columns(id_column), styles)
             counts = _stream_shards(shard_paths, results, failures)
             results.close()
             failures.close()
@@ -175,9 +168,9 @@ def read_outcome_counts(shard_paths: Sequence[Path]) -> dict[str, int]:
     return dict(counts)
 
 
-def _failure_columns(id_column: str) -> list[tuple[str, pa.DataType]]:
-    outcome = [(name, dtype) for name, dtype in schema.OUTCOME_FIELDS if name in FAILURE_COLUMNS]
-    return [(id_column, pa.string()), *outcome]
+def _failure_columns(id_column: str) -> list[Column]:
+    outcome = [(n, _kind(t)) for n, t in schema.OUTCOME_FIELDS if n in FAILURE_COLUMNS]
+    return [(id_column, _TEXT), *outcome]
 
 
 def _unfinished(found: int, expected: int) -> str:
@@ -190,7 +183,8 @@ def _unfinished(found: int, expected: int) -> str:
 def _stream_shards(
     shard_paths: Sequence[Path], results: _SplitSheet, failures: _Sheet
 ) -> Counter[str]:
-    """Send each shard's rows, in order, to Results or Failures by status; count by status."""
+    """Send each shard's rows, in order, to Results (ok, no_cards) or Failures (any other
+    status, even an unexpected or missing one); count rows by status."""
     counts: Counter[str] = Counter()
     result_names = [name for name, _ in results.columns]
     failure_names = [name for name, _ in failures.columns]
@@ -224,10 +218,14 @@ def _batches(path: Path, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
             )
         yield from shard.iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
     except (OSError, pa.ArrowException) as exc:
-        raise RunStateError(
-            f"cannot read result shard {path} ({exc}); "
-            "delete it and run `pipeline run` again to redo that shard"
-        ) from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> RunStateError:
+    return RunStateError(
+        f"cannot read result shard {path} ({exc}); "
+        "delete it and run `pipeline run` again to redo that shard"
+    )
 
 
 def _pylists(batch: pa.RecordBatch, names: Sequence[str]) -> list[list[Any]]:
@@ -247,41 +245,33 @@ def _pylists(batch: pa.RecordBatch, names: Sequence[str]) -> list[list[Any]]:
 
 def _result_columns(
     shard_paths: Sequence[Path], id_column: str, value_columns: Sequence[str]
-) -> list[tuple[str, pa.DataType]]:
+) -> list[Column]:
     """Results' columns: id, status, the input values, then the first shard's derived columns
     (everything after `error`) in its order."""
-    derived: list[tuple[str, pa.DataType]] = []
+    derived: list[pa.Field] = []
     if shard_paths:
         try:
-            shard_schema = pq.read_schema(shard_paths[0])
+            fields = list(pq.read_schema(shard_paths[0]))
         except (OSError, pa.ArrowException) as exc:
-            raise RunStateError(
-                f"cannot read result shard {shard_paths[0]} ({exc}); "
-                "delete it and run `pipeline run` again to redo that shard"
-            ) from exc
-        if schema.ERROR in shard_schema.names:
-            after = shard_schema.names.index(schema.ERROR) + 1
-            derived = [(f.name, f.type) for f in list(shard_schema)[after:]]
+            raise _unreadable(shard_paths[0], exc) from exc
+        names = [f.name for f in fields]
+        derived = fields[names.index(schema.ERROR) + 1 :] if schema.ERROR in names else []
     return [
-        (id_column, pa.string()),
-        (schema.STATUS, pa.string()),
-        *[(name, pa.float64()) for name in value_columns],
-        *derived,
+        (id_column, _TEXT),
+        (schema.STATUS, _TEXT),
+        *[(name, _MONEY) for name in value_columns],
+        *[(f.name, _kind(f.type)) for f in derived],
     ]
 
 
-def _kind(name: str, dtype: pa.DataType, id_column: str) -> str:
-    if name == id_column:
-        return _TEXT if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) else _OTHER
+def _kind(dtype: pa.DataType) -> str:
     if pa.types.is_boolean(dtype):
         return _BOOL
     if pa.types.is_integer(dtype):
-        return _INT
+        return _NUMBER
     if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
         return _MONEY
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-        return _TEXT
-    return _OTHER
+    return _TEXT if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) else _OTHER
 
 
 def _register_styles(ws: Any) -> _Styles:
@@ -314,10 +304,9 @@ def _encoder(kind: str, letter: str, styles: _Styles) -> Encoder:
     """A function that turns one column's values for `rows` into `<c>` elements ('' for null);
     built once per column so the per-cell work is one f-string."""
     at, changes = f'<c r="{letter}', styles.changes
-    tails = {_MONEY: f'" s="{styles.money}"><v>', _INT: '"><v>', _NUMBER: '"><v>'}
+    tail = f'" s="{styles.money}"><v>' if kind == _MONEY else '"><v>'
 
     def numbers(values: Sequence[Any], rows: range) -> list[str]:
-        tail = tails[kind]
         return [
             f"{at}{r}{tail}{v!r}</v></c>" if v is not None else ""
             for r, v in zip(rows, values, strict=True)
@@ -339,27 +328,23 @@ def _encoder(kind: str, letter: str, styles: _Styles) -> Encoder:
         ]
 
     def anything(values: Sequence[Any], rows: range) -> list[str]:
-        # Summary values: a few, of any type, so the kind is found per value.
-        one = [
-            _encoder(_kind_of(v), letter, styles)([v], range(r, r + 1))
+        # Summary values: a few, of any type, so each finds its own kind.
+        return [
+            _encoder(_kind_of(v), letter, styles)([v], range(r, r + 1))[0]
             for r, v in zip(rows, values, strict=True)
         ]
-        return [cells[0] for cells in one]
 
-    if kind in tails:
-        return numbers
-    return {_BOOL: booleans, _ANY: anything}.get(kind, texts)
+    encoders = {_NUMBER: numbers, _MONEY: numbers, _BOOL: booleans, _ANY: anything}
+    return encoders.get(kind, texts)
 
 
 def _kind_of(value: object) -> str:
-    """The cell kind of one Summary value (None, bool, int, float, str; others as text)."""
+    """The kind of one Summary value: a bool, int or finite float as such, others as text."""
     if isinstance(value, bool):
         return _BOOL
-    if isinstance(value, int):
-        return _INT
-    if isinstance(value, float):
-        return _NUMBER if math.isfinite(value) else _TEXT
-    return _OTHER
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return _NUMBER
+    return _TEXT if isinstance(value, str) else _OTHER
 
 
 def _width(value: object) -> int:
@@ -409,25 +394,19 @@ class _Sheet:
     the header and the first `WIDTH_SAMPLE_ROWS` rows (rows wait until those are in)."""
 
     def __init__(
-        self,
-        ws: Any,
-        columns: Sequence[tuple[str, pa.DataType]],
-        id_column: str,
-        styles: _Styles,
-        *,
-        kinds: Sequence[str] | None = None,
-        auto_filter: bool = True,
+        self, ws: Any, columns: Sequence[Column], styles: _Styles, *, auto_filter: bool = True
     ) -> None:
         self.columns = list(columns)
         self.rows = 0
         self._ws, self._styles, self._auto_filter = ws, styles, auto_filter
         self._letters = [get_column_letter(i) for i in range(1, len(self.columns) + 1)]
-        kinds = kinds or [_kind(name, dtype, id_column) for name, dtype in self.columns]
         self._encoders = [
-            _encoder(k, letter, styles) for k, letter in zip(kinds, self._letters, strict=True)
+            _encoder(kind, letter, styles)
+            for (_, kind), letter in zip(self.columns, self._letters, strict=True)
         ]
         self._pending: list[list[list[Any]]] = []
         self._stream: _RowStream | None = None
+        self._next_row = 2  # row 1 is the header
 
     def add(self, columns: list[list[Any]]) -> None:
         """Append rows given as one list per column, all of the same length."""
@@ -463,7 +442,6 @@ class _Sheet:
             for letter, (name, _) in zip(self._letters, self.columns, strict=True)
         ]
         self._stream.write(f'<row r="1">{"".join(cells)}</row>')
-        self._next_row = 2
 
     def _flush(self) -> None:
         assert self._stream is not None
@@ -486,16 +464,10 @@ class _SplitSheet:
     data rows; a sheet starts only when it has a row to hold."""
 
     def __init__(
-        self,
-        wb: Any,
-        title: str,
-        columns: Sequence[tuple[str, pa.DataType]],
-        id_column: str,
-        styles: _Styles,
-        max_rows: int,
+        self, wb: Any, title: str, columns: Sequence[Column], styles: _Styles, max_rows: int
     ) -> None:
         self.columns = list(columns)
-        self._wb, self._id_column, self._styles = wb, id_column, styles
+        self._wb, self._styles = wb, styles
         self._index = len(wb.sheetnames)  # where the first goes; later ones right after it
         self._title, self._max = title, max_rows
         self._sheets: list[_Sheet] = []
@@ -505,7 +477,7 @@ class _SplitSheet:
         n = len(self._sheets)
         title = self._title if n == 0 else f"{self._title} {n + 1}"
         ws = self._wb.create_sheet(title, self._index + n)
-        self._sheets.append(_Sheet(ws, self.columns, self._id_column, self._styles))
+        self._sheets.append(_Sheet(ws, self.columns, self._styles))
         return self._sheets[-1]
 
     @property
@@ -555,8 +527,7 @@ def _summary_lines(
 
 
 def _write_summary(ws: Any, lines: Sequence[tuple[str, object]], styles: _Styles) -> None:
-    header = [("key", pa.string()), ("value", pa.string())]
-    sheet = _Sheet(ws, header, "", styles, kinds=[_TEXT, _ANY], auto_filter=False)
+    sheet = _Sheet(ws, [("key", _TEXT), ("value", _ANY)], styles, auto_filter=False)
     sheet.add([[key for key, _ in lines], [value for _, value in lines]])
     sheet.close()
 
@@ -568,11 +539,11 @@ def _discard(wb: Any) -> None:
         writer = getattr(ws, "_writer", None)
         if writer is None:
             continue
-        # Best effort while another error propagates: that error is the one to report.
-        try:
-            if ws._rows is not None:
-                ws._rows.close()
-            writer.close()
-            writer.cleanup()
-        except Exception as exc:
-            log.debug("could not clean up the temporary file of sheet %r: %s", ws.title, exc)
+        steps = [writer.close, writer.cleanup]
+        if ws._rows is not None:
+            steps.insert(0, ws._rows.close)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # best effort: the error in flight is the one to report
+                log.debug("cleaning up sheet %r: %s: %s", ws.title, step.__name__, exc)

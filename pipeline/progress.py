@@ -8,7 +8,11 @@ pause). `RunStats` adds it all up; the renderers read it:
 - `LogProgress`: plain lines at most every `interval` seconds
   (`Progress: 1200/200000 users processed (0.6%) ...`), for logs and non-terminals;
 - `NullProgress`: nothing (tests);
-- the live `rich` view implements the same interface.
+- `liveview.LiveProgress`: the live `rich` view, same interface.
+
+Memory stays bounded however many rows a run has: rates come from short windows of samples,
+the recent latencies are a fixed-size deque, and the session's latency percentiles come from
+a `LatencyHistogram` of log-spaced buckets.
 
 Time comes in through the constructor (`clock`), so tests drive it without sleeping.
 """
@@ -16,13 +20,17 @@ Time comes in through the constructor (`clock`), so tests drive it without sleep
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline import schema
+
+ERROR_KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "bad_body", "other")
+"""The kinds `retry.error_kind` names, in the order views list them."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,65 @@ class RateWindow:
         return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """The nearest-rank `q` quantile (0 < q <= 1) of ascending `ordered`; None when empty."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+class LatencyHistogram:
+    """Every latency of a session in log-spaced buckets: bounded memory, percentiles to ±0.05%.
+
+    Bucket `i` holds [STEP**i, STEP**(i+1)) ms and the sum of its values; a percentile
+    reports the mean of its bucket, so equal latencies come back exactly. A session of any
+    length fills at most a few thousand buckets. Mean, min and max are exact.
+    """
+
+    STEP = 1.001
+    _FLOOR_MS = 0.001  # 1 µs: a 0 ms answer (an instant mock) goes in the lowest bucket
+
+    def __init__(self) -> None:
+        self.counts: Counter[int] = Counter()
+        self.sums: dict[int, float] = {}
+        self.count = 0
+        self.sum_ms = 0.0
+        self.low = math.inf
+        self.high = 0.0
+        self._log_step = math.log(self.STEP)
+
+    def add(self, values_ms: Iterable[float]) -> None:
+        for ms in values_ms:
+            index = math.floor(math.log(max(ms, self._FLOOR_MS)) / self._log_step)
+            self.counts[index] += 1
+            self.sums[index] = self.sums.get(index, 0.0) + ms
+            self.count += 1
+            self.sum_ms += ms
+            self.low = min(self.low, ms)
+            self.high = max(self.high, ms)
+
+    def mean(self) -> float | None:
+        return self.sum_ms / self.count if self.count else None
+
+    def percentile(self, q: float) -> float | None:
+        """Nearest-rank `q` quantile (0 < q <= 1) in ms; None before any latency."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                return self.sums[index] / self.counts[index]
+        return self.high  # pragma: no cover - the buckets always add up to count
+
+
 class RunStats:
-    """Running totals of a session, from worker events."""
+    """Running totals of a session, from worker events and the coordinator's snapshots."""
+
+    RECENT_LATENCIES = 2000
+    """How many of the latest latencies the live percentiles are computed over."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -104,27 +169,50 @@ class RunStats:
         self.done_before = 0
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        """Error answers by kind (see `ERROR_KINDS`)."""
         self.requests = 0
         self.retries = 0
         self.deduped = 0
-        self.latencies: deque[float] = deque(maxlen=2000)
+        self.latencies: deque[float] = deque(maxlen=self.RECENT_LATENCIES)
+        """The most recent latencies, ms."""
+        self.latency = LatencyHistogram()
+        """Every latency of the session."""
         self.workers: dict[int, WorkerEvent] = {}
+        """The latest event of each worker process."""
         self.users = RateWindow()
+        """Users/s over 30 s: the log line's rate and the ETA."""
+        self.users_now = RateWindow(span=5.0)
+        self.request_rate = RateWindow(span=5.0)
         self.started = clock()
+        self.ended: float | None = None
         self.snapshot = RunSnapshot()
 
     def start(self, total: int, done: int) -> None:
         self.total, self.done_before = total, done
         self.started = self.clock()
+        self.ended = None
         self.users.add(self.started, done)
+        self.users_now.add(self.started, done)
+        self.request_rate.add(self.started, 0)
+
+    def end(self) -> None:
+        """Stop the session's clock: `elapsed` and the averages stay as they are now."""
+        if self.ended is None:
+            self.sample()
+            self.ended = self.clock()
 
     @property
     def done(self) -> int:
-        return self.done_before + sum(self.counts.values())
+        return self.done_before + self.session_done
+
+    @property
+    def session_done(self) -> int:
+        """Rows that reached a final state in this session."""
+        return sum(self.counts.values())
 
     @property
     def elapsed(self) -> float:
-        return self.clock() - self.started
+        return (self.ended if self.ended is not None else self.clock()) - self.started
 
     def add(self, event: WorkerEvent) -> None:
         self.counts.update(event.counts)
@@ -133,10 +221,14 @@ class RunStats:
         self.retries += event.retries
         self.deduped += event.deduped
         self.latencies.extend(event.latencies_ms)
+        self.latency.add(event.latencies_ms)
         self.workers[event.pid] = event
 
     def sample(self, snapshot: RunSnapshot | None = None) -> None:
-        self.users.add(self.clock(), self.done)
+        now = self.clock()
+        self.users.add(now, self.done)
+        self.users_now.add(now, self.done)
+        self.request_rate.add(now, self.requests)
         if snapshot is not None:
             self.snapshot = snapshot
 
@@ -146,6 +238,18 @@ class RunStats:
         remaining = self.total - self.done
         return remaining / rate if rate > 0 and remaining > 0 else None
 
+    def average_rate(self) -> float:
+        """Users/s over the whole session; 0 before any time has passed."""
+        elapsed = self.elapsed
+        return self.session_done / elapsed if elapsed > 0 else 0.0
+
+    def recent_percentiles(
+        self, quantiles: Sequence[float] = (0.5, 0.95, 0.99)
+    ) -> list[float | None]:
+        """Latency quantiles (ms) over the recent window; Nones before any latency."""
+        ordered = sorted(self.latencies)  # at most RECENT_LATENCIES values
+        return [percentile(ordered, q) for q in quantiles]
+
 
 class NullProgress:
     def start(self, total: int, done: int) -> None:
@@ -154,7 +258,10 @@ class NullProgress:
     def event(self, event: WorkerEvent) -> None:
         pass
 
-    def tick(self, snapshot: RunSnapshot) -> None:
+    def advance(self, counts: Mapping[str, int]) -> None:
+        pass
+
+    def tick(self, snapshot: RunSnapshot | None = None) -> None:
         pass
 
     def finish(self) -> None:
@@ -183,7 +290,11 @@ class LogProgress:
     def event(self, event: WorkerEvent) -> None:
         self.stats.add(event)
 
-    def tick(self, snapshot: RunSnapshot) -> None:
+    def advance(self, counts: Mapping[str, int]) -> None:
+        """Rows that just reached a final state, by state (the interface before `event`)."""
+        self.stats.counts.update(counts)
+
+    def tick(self, snapshot: RunSnapshot | None = None) -> None:
         self.stats.sample(snapshot)
         now = self.clock()
         if now - self._last_line >= self.interval:
@@ -191,7 +302,7 @@ class LogProgress:
             self.logger.info(self.line())
 
     def finish(self) -> None:
-        self.stats.sample()
+        self.stats.end()
         self.logger.info(self.line())
 
     def line(self) -> str:
@@ -206,9 +317,22 @@ class LogProgress:
         )
         if states:
             text += f" - {states}"
-        if s.snapshot.paused_for > 0:
-            text += f" - paused ({s.snapshot.pause_reason}) for {format_duration(s.snapshot.paused_for)}"
+        if s.requests:
+            text += f" - {s.request_rate.rate():.1f} requests/s, retries {s.retries}"
+        errors = ", ".join(f"{k} {s.errors[k]}" for k in sorted(s.errors, key=_kind_order))
+        if errors:
+            text += f" - errors: {errors}"
+        p50, p95 = s.recent_percentiles((0.5, 0.95))
+        if p50 is not None and p95 is not None:
+            text += f" - latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+        pause = s.snapshot
+        if pause.paused_for > 0:
+            text += f" - paused ({pause.pause_reason}) for {format_duration(pause.paused_for)}"
         return text
+
+
+def _kind_order(kind: str) -> int:
+    return ERROR_KINDS.index(kind) if kind in ERROR_KINDS else len(ERROR_KINDS)
 
 
 def format_duration(seconds: float) -> str:

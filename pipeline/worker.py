@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class ShardReport:
     """Of those, rows that ended ok or no_cards."""
 
 
+ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
 _process: WorkerProcess | None = None
 
 
@@ -96,16 +98,20 @@ def run_shard(task: ShardTask) -> ShardReport:
 
 
 def _watch_parent(stop: Any) -> None:
-    """If the coordinator dies (kill -9), stop sending requests within a second: the pool's
-    threads check `stop` before every request, and the process exits soon after."""
+    """If the coordinator dies (kill -9), stop sending requests within a second and exit.
+
+    The pool's threads check `stop` before every request; in-flight calls get a moment to end
+    and be checkpointed before the process exits. The watch goes on after `stop` is set (by
+    the coordinator or another orphan), so an orphan never lingers idle.
+    """
     parent = os.getppid()
 
     def watch() -> None:
-        while not stop.wait(0.5):
-            if os.getppid() != parent:
-                stop.set()
-                threading.Timer(1.0, os._exit, args=(1,)).start()
-                return
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        stop.set()
+        time.sleep(ORPHAN_GRACE_SECONDS)
+        os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

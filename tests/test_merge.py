@@ -175,6 +175,21 @@ def test_control_characters_removed_and_counted(tmp_path: Path) -> None:
     assert summary(tmp_path / "out.xlsx")["cells with characters Excel cannot hold (removed)"] == 4
 
 
+def test_any_string_survives_or_loses_only_what_xml_cannot_hold(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    pool = [chr(c) for c in range(0x20)] + list("=+-@#&<>\"' ]]>;é₹😀") + ["\ufffe", "\uffff"]
+    names = ["".join(rng.choices(pool, k=rng.randint(1, 12))) for _ in range(300)]
+    facts = [("lone surrogate", "a\ud800b"), ("nan", float("nan"))]
+    merge(tmp_path, [[row(i, top1_card_name=name) for i, name in enumerate(names)]], facts=facts)
+
+    cannot = {chr(c) for c in range(0x20)} - {"\t", "\n", "\r"} | {"\ufffe", "\uffff"}
+    column = RESULT_HEADER.index("top1_card_name")
+    got = [r[column] for r in sheet_rows(tmp_path / "out.xlsx", "Results")[1:]]
+    assert got == ["".join(c for c in n if c not in cannot) for n in names]
+    assert summary(tmp_path / "out.xlsx")["lone surrogate"] == "ab"
+    assert summary(tmp_path / "out.xlsx")["nan"] == "nan"
+
+
 def test_long_string_truncated_and_counted(tmp_path: Path) -> None:
     long_text, emoji_text = "x" * 40_000, "😀" * 20_000  # an emoji is 2 of Excel's characters
     rows = [row(0, top1_card_name=long_text), row(1, top1_card_name=emoji_text)]
@@ -305,6 +320,9 @@ def test_read_outcome_counts(tmp_path: Path) -> None:
     b = make_shard(tmp_path / "b.parquet", [row(3, schema.INVALID_STATE)])
     assert read_outcome_counts([a, b]) == {"ok": 2, "no_cards": 0, "invalid": 1, "failed": 1}
     assert read_outcome_counts([]) == {"ok": 0, "no_cards": 0, "invalid": 0, "failed": 0}
+    (tmp_path / "c.parquet").write_bytes(b"not parquet")
+    with pytest.raises(RunStateError, match=r"c\.parquet"):
+        read_outcome_counts([a, tmp_path / "c.parquet"])
 
 
 # --- speed -------------------------------------------------------------------------------------

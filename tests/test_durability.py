@@ -1,0 +1,154 @@
+"""Durability with real processes and real signals: kill -9, Ctrl+C, SIGTERM, two runs.
+
+The pipeline runs as a child process (`python -m pipeline run`) against a mock served from
+this test process, so the test sees every request the pipeline sends, before and after a kill.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import openpyxl
+import pytest
+from support import check_against_model, make_users, results, write_config, write_csv
+
+from pipeline.mockapi import MockServer, MockSettings
+
+ROWS = 400
+SHARD = 50
+WORKERS = 8
+PROCESSES = 2
+
+
+@pytest.fixture
+def server() -> Iterator[MockServer]:
+    with MockServer(MockSettings(latency_ms=15, jitter_ms=5)) as srv:
+        yield srv
+
+
+def start(config: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--no-progress", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)  # reaps it and closes the pipes
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+def setup_run(tmp_path: Path, server: MockServer) -> tuple[Path, list[dict[str, object]]]:
+    users = make_users(ROWS, seed=3)
+    source = write_csv(tmp_path / "users.csv", users)
+    config = write_config(
+        tmp_path,
+        source,
+        url=server.base_url + "/cg/api/pro",
+        processing={"processes": PROCESSES, "max_workers": WORKERS, "shard_size": SHARD},
+    )
+    return config, users
+
+
+def quiet_within(server: MockServer, seconds: float) -> int:
+    """Requests the server gets after `seconds` have passed; 0 when it has gone quiet."""
+    time.sleep(seconds)
+    settled = server.stats()["calculate"]
+    time.sleep(1.0)
+    return int(server.stats()["calculate"]) - settled
+
+
+def check_workbook(out: Path, users: list[dict[str, object]]) -> None:
+    book = openpyxl.load_workbook(out / "results.xlsx", read_only=True)
+    ids = [row[0] for row in book["Results"].iter_rows(min_row=2, values_only=True)]
+    book.close()
+    assert ids == [u["user_id"] for u in users]  # every user exactly once, in input order
+
+
+@pytest.mark.parametrize("kill_after", [0, 130, 290])
+def test_kill_9_then_resume_loses_nothing_and_repeats_little(
+    tmp_path: Path, server: MockServer, kill_after: int
+) -> None:
+    config, users = setup_run(tmp_path, server)
+    proc = start(config)
+    if kill_after == 0:  # before any request: during start-up or sharding
+        wait_for(lambda: (tmp_path / "out" / "run.json").exists())
+    else:
+        wait_for(lambda: server.stats()["calculate"] >= kill_after)
+    kill_9(proc)
+    # Orphaned workers notice the dead coordinator and stop within 2 seconds.
+    assert quiet_within(server, 2.0) == 0
+    before = server.stats()["calculate"]
+
+    rerun = start(config)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    total = server.stats()["calculate"]
+    # Requested twice: at most the in-flight requests plus one checkpoint batch per process.
+    assert total - ROWS <= WORKERS + PROCESSES * 50, (before, total)
+    check_against_model(results(tmp_path / "out"), users, MockSettings())
+    check_workbook(tmp_path / "out", users)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_and_resume_completes(
+    tmp_path: Path, server: MockServer, signum: signal.Signals
+) -> None:
+    config, users = setup_run(tmp_path, server)
+    proc = start(config)
+    wait_for(lambda: server.stats()["calculate"] >= 150)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "to resume" in err
+    assert "Traceback" not in err
+    assert quiet_within(server, 0.0) == 0
+    partial = list((tmp_path / "out" / "shards" / "partial").glob("*.jsonl"))
+    assert partial or len(list((tmp_path / "out" / "shards" / "results").glob("*"))) > 0
+
+    rerun = start(config)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    # An orderly stop lets in-flight requests finish and saves them: nothing is asked twice.
+    assert server.stats()["calculate"] == ROWS
+    check_against_model(results(tmp_path / "out"), users, MockSettings())
+    check_workbook(tmp_path / "out", users)
+
+
+def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, server: MockServer) -> None:
+    config, _ = setup_run(tmp_path, server)
+    first = start(config)
+    wait_for(lambda: server.stats()["calculate"] >= 20)
+    second = start(config)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert "is in use by a run that is still going" in err
+    assert err.count("\n") == 1
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+
+
+def test_lock_of_a_killed_run_does_not_hold(tmp_path: Path, server: MockServer) -> None:
+    config, users = setup_run(tmp_path, server)
+    proc = start(config)
+    wait_for(lambda: server.stats()["calculate"] >= 20)
+    kill_9(proc)
+    rerun = start(config)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    check_workbook(tmp_path / "out", users)
