@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    _sigterm_interrupts()
     try:
         return int(args.handler(args))
     except PipelineError as exc:
@@ -153,7 +156,7 @@ def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
         merge=not args.no_merge,
         limit=args.limit,
         retry_failed=retry_failed,
-        progress="log",
+        progress="log" if args.no_progress or not sys.stdout.isatty() else "live",
     )
 
 
@@ -230,6 +233,13 @@ def _mock_api(args: argparse.Namespace) -> int:
             f"mock-api: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}"
         ) from None
     return EXIT_OK
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM stops a command the way Ctrl+C does (exit 130, files consistent). While the
+    pool runs, pool.py installs its own handler for an orderly stop."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
+from rich.console import Console
 
 from pipeline import runinfo, schema, worker
 from pipeline.client import Endpoint, partner_urls
@@ -30,6 +32,7 @@ from pipeline.errors import (
     ConfigError,
     RunStateError,
 )
+from pipeline.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
 from pipeline.merge import read_outcome_counts
 from pipeline.pool import PoolResult, ShardPool
 from pipeline.progress import LogProgress, NullProgress, Progress
@@ -49,7 +52,7 @@ class RunOptions:
     retry_failed: bool = False
     """`rerun-failed`: request only rows that ended `failed`, and unfinished shards."""
     progress: str = "log"
-    """"log" (plain lines), "none"."""
+    """"live" (the rich view, for a terminal), "log" (plain lines) or "none"."""
 
 
 def run(config: Config, options: RunOptions) -> int:
@@ -71,9 +74,7 @@ def run(config: Config, options: RunOptions) -> int:
                 log.info("Retried %d row(s); %d recovered.", retried, recovered)
         else:
             log.info("Nothing to request: every shard of %s is finished.", layout.root)
-        info = runinfo.record_session(
-            layout, info, time.monotonic() - started, finished=not interrupted
-        )
+        runinfo.record_session(layout, time.monotonic() - started, finished=not interrupted)
         if interrupted:
             command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
             log.warning(
@@ -225,13 +226,44 @@ def _execute(
     info: dict[str, Any],
     progress_mode: str,
 ) -> PoolResult:
-    progress: Progress = LogProgress(log) if progress_mode == "log" else NullProgress()
+    """Run the tasks with the chosen progress view; record the session's summary."""
     total = int(info["input"]["rows"])
-    progress.start(total, total - _rows_to_do(layout, tasks))
+    with _progress(progress_mode) as (progress, console):
+        progress.start(total, total - _rows_to_do(layout, tasks))
+        try:
+            result = ShardPool(config, layout, endpoint).run(tasks, progress)
+        finally:
+            progress.finish()
+    stats = getattr(progress, "stats", None)
+    if stats is not None:
+        console.print(summary_table(stats))
+        runinfo.record_summary(layout, summary_facts(stats))
+    return result
+
+
+@contextlib.contextmanager
+def _progress(mode: str) -> Iterator[tuple[Progress, Console]]:
+    """The view: "live" (rich, on a terminal), "log" (plain lines) or "none". While the live
+    view runs, log lines are printed through its console so they do not tear the frame."""
+    if mode == "none":
+        yield NullProgress(), Console(file=io.StringIO())
+        return
+    if mode == "log":
+        yield LogProgress(log), Console(stderr=True)
+        return
+    console = Console()
+    handler = ConsoleLogHandler(console)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    plain = [h for h in log.handlers if h.get_name() == "console"]
+    for h in plain:
+        log.removeHandler(h)
+    log.addHandler(handler)
     try:
-        return ShardPool(config, layout, endpoint).run(tasks, progress)
+        yield LiveProgress(console), console
     finally:
-        progress.finish()
+        log.removeHandler(handler)
+        for h in plain:
+            log.addHandler(h)
 
 
 def _rows_to_do(layout: RunLayout, tasks: list[worker.ShardTask]) -> int:

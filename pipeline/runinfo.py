@@ -85,16 +85,21 @@ def settings_of(config: Config) -> dict[str, Any]:
     }
 
 
-def record_session(
-    layout: RunLayout, info: dict[str, Any], seconds: float, *, finished: bool
-) -> dict[str, Any]:
+def record_session(layout: RunLayout, seconds: float, *, finished: bool) -> dict[str, Any]:
     """Add one session's time to run.json, and the finish time when every shard is done."""
-    info = dict(info)
+    info = read_run(layout) or {}
     info["elapsed_seconds"] = round(float(info.get("elapsed_seconds", 0.0)) + seconds, 3)
     if finished and len(layout.result_shards()) == len(layout.input_shards()):
         info["finished_at"] = now_iso()
     write_json_atomic(layout.run_file, info)
     return info
+
+
+def record_summary(layout: RunLayout, facts: list[tuple[str, object]]) -> None:
+    """Keep the last session's figures (requests, retries, latency, ...) for the workbook."""
+    info = read_run(layout) or {}
+    info["last_session"] = [[label, value] for label, value in facts]
+    write_json_atomic(layout.run_file, info)
 
 
 def merge_run(config: Config, layout: RunLayout) -> MergeReport:
