@@ -78,10 +78,16 @@ def _parser() -> argparse.ArgumentParser:
         _run_flags(cmd)
         cmd.set_defaults(handler=handler)
 
-    cmd = sub.add_parser(
-        "merge", parents=[common], help="build the workbook from the result shards"
-    )
+    text = "build the workbook (or a Parquet or CSV file of every row) from the result shards"
+    cmd = sub.add_parser("merge", parents=[common], help=text, description=text)
     cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
+    cmd.add_argument(
+        "--format",
+        choices=("xlsx", "parquet", "csv"),
+        default="xlsx",
+        help="xlsx: the workbook (default); parquet or csv: every row, in one file named like "
+        "the workbook (results.parquet, results.csv)",
+    )
     cmd.set_defaults(handler=_merge)
 
     cmd = sub.add_parser(
@@ -176,17 +182,21 @@ def _rerun_failed(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from pipeline import runinfo
+    from pipeline.merge import ExportReport
     from pipeline.store import RunLayout, read_run
 
     config = _config(args)
     layout = RunLayout(config.output.dir)
     if read_run(layout) is None:
         raise PipelineError(f"{layout.root}: no run here to merge; start one with `pipeline run`")
-    report = runinfo.merge_run(config, layout)
-    print(
-        f"Wrote {layout.root / config.output.excel}: "
-        f"{report.results_rows} result rows, {report.failures} failures"
-    )
+    report = runinfo.merge_run(config, layout, args.format)
+    if isinstance(report, ExportReport):
+        print(f"Wrote {report.path}: {report.rows} rows")
+    else:
+        print(
+            f"Wrote {layout.root / config.output.excel}: "
+            f"{report.results_rows} result rows, {report.failures} failures"
+        )
     return EXIT_OK
 
 

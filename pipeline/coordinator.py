@@ -29,6 +29,7 @@ from pipeline.errors import (
     EXIT_FAILED_ROWS,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTAGE,
     ConfigError,
     RunStateError,
 )
@@ -62,12 +63,13 @@ def run(config: Config, options: RunOptions) -> int:
         info = _prepare(config, options, layout)
         tasks = _tasks(layout, options.retry_failed)
         started = time.monotonic()
-        interrupted = False
+        interrupted = outage = False
         if tasks:
             log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
             with _endpoint(config) as endpoint:
                 result = _execute(config, layout, endpoint, tasks, info, options.progress)
             interrupted = result.interrupted or not all(r.finished for r in result.reports)
+            outage = result.outage
             if options.retry_failed:
                 retried = sum(r.retried_rows for r in result.reports)
                 recovered = sum(r.recovered for r in result.reports)
@@ -75,6 +77,14 @@ def run(config: Config, options: RunOptions) -> int:
         else:
             log.info("Nothing to request: every shard of %s is finished.", layout.root)
         runinfo.record_session(layout, time.monotonic() - started, finished=not interrupted)
+        if outage:
+            log.error(
+                "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
+                "(%g s). Finished rows are saved in %s; run the same command again to resume.",
+                config.retry.give_up_after,
+                layout.root,
+            )
+            return EXIT_OUTAGE
         if interrupted:
             command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
             log.warning(

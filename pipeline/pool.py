@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,22 +24,26 @@ from types import FrameType
 from typing import Any
 
 from pipeline import worker
+from pipeline.adaptive import AimdController, AimdPolicy, Feedback
 from pipeline.client import Endpoint
 from pipeline.config import Config
 from pipeline.errors import EXIT_INTERRUPTED, PipelineError
-from pipeline.progress import Progress, RunSnapshot, WorkerEvent
+from pipeline.progress import Progress, RateWindow, RunSnapshot, WorkerEvent
 from pipeline.ratelimit import Limiter, SharedLimits
 from pipeline.retry import RetryPolicy
 from pipeline.store import RunLayout
 
 log = logging.getLogger("pipeline")
 TICK_SECONDS = 0.2
+ADAPT_SECONDS = 1.0  # how often the adaptive control looks at the workers' reports
 
 
 @dataclass
 class PoolResult:
     reports: list[worker.ShardReport] = field(default_factory=list)
     interrupted: bool = False
+    outage: bool = False
+    """Stopped because the API stayed down longer than `[retry] give_up_after`."""
 
 
 class ShardPool:
@@ -86,28 +91,32 @@ class ShardPool:
             events, stop = queue.Queue(), threading.Event()
             worker.init_local(settings, limits, events, stop)
             executor = ThreadPoolExecutor(1, thread_name_prefix="shard")
-        limiter = Limiter(limits, stop)
+        watch = _Watch(self.config, Limiter(limits, stop), stop)
         with _signals(stop), executor:
             futures = [executor.submit(worker.run_shard, task) for task in tasks]
             try:
-                reports = self._collect(futures, events, progress, limiter)
+                reports = self._collect(futures, events, progress, watch)
             except BaseException:
                 stop.set()
                 raise
-        return PoolResult(reports, interrupted=stop.is_set())
+        return PoolResult(reports, interrupted=stop.is_set(), outage=watch.gave_up)
 
     def _collect(
         self,
         futures: list[Future[worker.ShardReport]],
         events: Any,
         progress: Progress,
-        limiter: Limiter,
+        watch: _Watch,
     ) -> list[worker.ShardReport]:
-        """Feed events to the progress view until every shard's future is done."""
+        """Feed events to the progress view and the watch until every shard is done."""
         while not all(f.done() for f in futures):
-            _drain(events, progress, timeout=TICK_SECONDS)
-            progress.tick(self._snapshot(limiter))
-        _drain(events, progress, timeout=0.0)
+            for event in _drain(events, timeout=TICK_SECONDS):
+                progress.event(event)
+                watch.event(event)
+            watch.tick()
+            progress.tick(watch.snapshot())
+        for event in _drain(events, timeout=0.0):
+            progress.event(event)
         reports = []
         for future in futures:
             try:
@@ -116,27 +125,87 @@ class ShardPool:
                 raise PipelineError(f"a worker failed: {type(exc).__name__}: {exc}") from exc
         return reports
 
-    def _snapshot(self, limiter: Limiter) -> RunSnapshot:
+
+class _Watch:
+    """The coordinator's eye on the run: adapts the shared rate from what the workers report,
+    and stops the run when the API has been down for longer than `give_up_after`."""
+
+    def __init__(self, config: Config, limiter: Limiter, stop: Any, clock: Any = time.monotonic):
+        self.config = config
+        self.limiter = limiter
+        self.stop = stop
+        self.clock = clock
+        now = clock()
+        p = config.processing
+        self.controller = (
+            AimdController(AimdPolicy(ceiling=p.rate_limit), now) if p.adaptive else None
+        )
+        self.served = RateWindow(span=3.0)
+        self.served_total = 0
+        self.served.add(now, 0)
+        self.pending: list[WorkerEvent] = []
+        self.last_update = now
+        self.gave_up = False
+
+    def event(self, event: WorkerEvent) -> None:
+        self.pending.append(event)
+        self.served_total += event.requests - sum(event.errors.values())
+
+    def tick(self) -> None:
+        now = self.clock()
+        self.served.add(now, self.served_total)
+        outage = self.limiter.outage_seconds()
+        if outage > self.config.retry.give_up_after and not self.gave_up:
+            self.gave_up = True
+            log.error("The API has been unavailable for %.0f s; stopping. State saved.", outage)
+            self.stop.set()
+        if self.controller is None or now - self.last_update < ADAPT_SECONDS:
+            return
+        if outage:  # the breaker has it; failures during an outage say nothing about rate
+            self.pending, self.last_update = [], now
+            return
+        events, self.pending, self.last_update = self.pending, [], now
+        latencies = sorted(ms for e in events for ms in e.latencies_ms)
+        rate = self.controller.update(
+            Feedback(
+                now=now,
+                answered=sum(e.requests for e in events),
+                throttled=sum(e.errors.get("http_429", 0) for e in events),
+                overloaded=sum(
+                    e.errors.get("http_5xx", 0) + e.errors.get("timeout", 0) for e in events
+                ),
+                served_rate=self.served.rate(),
+                median_ms=latencies[len(latencies) // 2] if latencies else None,
+                saturated=self.limiter.in_flight() >= self.config.processing.max_workers,
+            )
+        )
+        if rate != self.limiter.rate():
+            log.debug("Adaptive rate: %.2f requests/s", rate)
+            self.limiter.set_rate(rate)
+
+    def snapshot(self) -> RunSnapshot:
         p = self.config.processing
-        paused = limiter.paused_for()
+        outage = self.limiter.outage_seconds()
+        paused = self.limiter.paused_for()
         return RunSnapshot(
-            in_flight=limiter.in_flight(),
+            in_flight=self.limiter.in_flight(),
             max_workers=p.max_workers,
             rate_limit=p.rate_limit,
-            current_rate=limiter.rate(),
-            paused_for=paused,
-            pause_reason="Retry-After" if paused > 0 else "",
+            current_rate=self.limiter.rate(),
+            paused_for=max(0.0, self.config.retry.give_up_after - outage) if outage else paused,
+            pause_reason="outage" if outage else ("Retry-After" if paused > 0 else ""),
         )
 
 
-def _drain(events: Any, progress: Progress, timeout: float) -> None:
+def _drain(events: Any, timeout: float) -> list[WorkerEvent]:
+    """The events waiting on the queue (waiting up to `timeout` for the first)."""
+    drained: list[WorkerEvent] = []
     try:
-        event: WorkerEvent = events.get(timeout=timeout) if timeout else events.get_nowait()
+        drained.append(events.get(timeout=timeout) if timeout else events.get_nowait())
         while True:
-            progress.event(event)
-            event = events.get_nowait()
+            drained.append(events.get_nowait())
     except queue.Empty:
-        return
+        return drained
 
 
 @contextlib.contextmanager

@@ -1,16 +1,21 @@
-"""One rate limit and one in-flight cap for the whole run, shared by every process and thread.
+"""One rate limit, one in-flight cap and one circuit breaker for the whole run, shared by every
+process and thread.
 
 The coordinator creates a `SharedLimits` (multiprocessing primitives) and hands it to each
-worker process when the process starts; every request first calls `acquire()` and then
-`release()`. Because the state is shared (not a per-process share), a process that is idle at
-the end of a run leaves its budget to the others.
+worker process when the process starts. Every request first calls `acquire()`, which returns
+a `Permit` (or None when the run is stopping), and then `release(permit, outcome)`. Because
+the state is shared (not a per-process share), a process that is idle at the end of a run
+leaves its budget to the others.
 
 Rate: a virtual schedule (GCRA). A shared `next_slot` holds the earliest time the next request
 may start; each acquire takes `max(now, next_slot)` and moves `next_slot` on by `1 / rate`. The
 requests are spaced evenly, so no 1-second window ever holds more than `rate + 1` of them.
-`time.monotonic` is one system-wide clock on Linux, so processes agree on it.
+`time.monotonic` is one system-wide clock on Linux, so processes agree on it. The coordinator
+changes `rate` as the adaptive control decides (adaptive.py).
 
 Pause: `pause_for(seconds)` (a `Retry-After`) holds every acquire in every process until then.
+
+Breaker: see breaker.py; its state lives here so that every process sees it at once.
 """
 
 from __future__ import annotations
@@ -18,24 +23,45 @@ from __future__ import annotations
 import multiprocessing.context
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from pipeline.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
+
+SUCCESS = "success"
+TRANSIENT = "transient"
+OTHER = "other"
+"""Outcomes reported with `release`: an answer, a transient failure (not 429), anything else."""
 
 
 class SharedLimits:
     """Plain multiprocessing state; picklable while a process is being started."""
 
-    def __init__(self, ctx: multiprocessing.context.BaseContext, rate: float, in_flight: int):
+    def __init__(
+        self,
+        ctx: multiprocessing.context.BaseContext,
+        rate: float,
+        in_flight: int,
+        breaker: BreakerPolicy | None = None,
+    ):
         self.rate = ctx.Value("d", rate, lock=False)
         self.next_slot = ctx.Value("d", 0.0, lock=False)
         self.paused_until = ctx.Value("d", 0.0, lock=False)
+        self.breaker_values = ctx.Array("d", 5, lock=False)
         self.lock = ctx.Lock()
         self.slots = ctx.BoundedSemaphore(in_flight)
         self.capacity = in_flight
+        self.breaker = breaker or BreakerPolicy()
+
+
+@dataclass(frozen=True)
+class Permit:
+    probe: bool = False
+    """This request is the breaker's probe: its outcome decides whether the outage is over."""
 
 
 class Limiter:
-    """A process's handle on the shared limits. `acquire` blocks until a request may start
-    (or `stop` is set: then it returns False); pair each True with one `release`."""
+    """A process's handle on the shared limits."""
 
     def __init__(
         self,
@@ -48,36 +74,81 @@ class Limiter:
         self._stop = stop
         self._clock = clock
 
-    def acquire(self) -> bool:
+    def acquire(self) -> Permit | None:
+        """Block until a request may start; None when the run is stopping."""
         shared = self._shared
         while not shared.slots.acquire(timeout=0.5):
             if self._stop.is_set():
-                return False
+                return None
+        permit = self._admit()
+        if permit is None:
+            shared.slots.release()
+            return None
         while True:
-            start = self._reserve()
-            delay = start - self._clock()
-            if delay <= 0:
-                return True
-            if self._stop.wait(delay):
-                shared.slots.release()
-                return False
+            delay = self._schedule() - self._clock()
+            if delay > 0 and self._stop.wait(delay):
+                self.release(permit)
+                return None
+            # A pause that began while this request waited for its slot: take a new slot
+            # after it, so the requests that were waiting do not all start at its end.
             if self._clock() >= shared.paused_until.value:
-                return True
+                return permit
 
-    def _reserve(self) -> float:
-        """The time this request may start; moves the shared schedule on."""
+    def _admit(self) -> Permit | None:
+        """Wait while the breaker is open and it is not this request's turn to probe."""
+        shared = self._shared
+        while True:
+            with shared.lock:
+                now = self._clock()
+                state, verdict, until = shared.breaker.admit(self._breaker(), now)
+                self._store(state)
+            if verdict != WAIT:
+                return Permit(probe=verdict == PROBE)
+            if self._stop.wait(max(0.0, min(until - now, 0.5))):
+                return None
+
+    def _schedule(self) -> float:
+        """When this request may start: after any pause, and its place in the rate's schedule."""
         shared = self._shared
         with shared.lock:
-            now = self._clock()
-            start = max(now, shared.paused_until.value)
+            start = max(self._clock(), shared.paused_until.value)
             rate = shared.rate.value
             if rate > 0:
                 start = max(start, shared.next_slot.value)
                 shared.next_slot.value = start + 1.0 / rate
             return float(start)
 
-    def release(self) -> None:
-        self._shared.slots.release()
+    def release(self, permit: Permit, outcome: str = OTHER) -> None:
+        """Give back the slot and tell the breaker how the request went."""
+        shared = self._shared
+        v = shared.breaker_values
+        # The common case, a success while all is well, needs no lock: nothing to change.
+        quiet = outcome == SUCCESS and v[0] == 0 and v[1] == 0 and not permit.probe
+        if not quiet and (outcome != OTHER or permit.probe):
+            with shared.lock:
+                state = self._breaker()
+                if outcome == SUCCESS:
+                    state = shared.breaker.success(state)
+                elif outcome == TRANSIENT or permit.probe:
+                    state = shared.breaker.failure(state, self._clock(), probe=permit.probe)
+                self._store(state)
+        shared.slots.release()
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every request of the run for `seconds` from now (never shortens a pause)."""
+        shared = self._shared
+        with shared.lock:
+            until = self._clock() + seconds
+            if until > shared.paused_until.value:
+                shared.paused_until.value = until
+
+    def trip(self, first_probe: float) -> None:
+        """Open the breaker now (a Retry-After too long to honour): probe after `first_probe`."""
+        with self._shared.lock:
+            self._store(self._shared.breaker.trip(self._breaker(), self._clock(), first_probe))
+
+    def set_rate(self, rate: float) -> None:
+        self._shared.rate.value = rate
 
     def rate(self) -> float:
         """Requests/s in force for the run; 0 = no limit."""
@@ -87,14 +158,24 @@ class Limiter:
         """Seconds left of a run-wide pause; 0 when not paused."""
         return max(0.0, float(self._shared.paused_until.value) - self._clock())
 
+    def outage_seconds(self) -> float:
+        """How long the breaker has been open; 0 when closed."""
+        return self._shared.breaker.outage_seconds(self._breaker(), self._clock())
+
     def in_flight(self) -> int:
         """Requests holding a slot now, in all processes."""
         return self._shared.capacity - int(self._shared.slots.get_value())
 
-    def pause_for(self, seconds: float) -> None:
-        """Hold every request of the run for `seconds` from now (never shortens a pause)."""
-        shared = self._shared
-        with shared.lock:
-            until = self._clock() + seconds
-            if until > shared.paused_until.value:
-                shared.paused_until.value = until
+    def _breaker(self) -> BreakerState:
+        v = self._shared.breaker_values
+        return BreakerState(int(v[0]), v[1], v[2], v[3], bool(v[4]))
+
+    def _store(self, s: BreakerState) -> None:
+        v = self._shared.breaker_values
+        v[0], v[1], v[2], v[3], v[4] = (
+            s.consecutive,
+            s.open_since,
+            s.probe_at,
+            s.interval,
+            s.probing,
+        )

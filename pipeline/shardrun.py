@@ -29,8 +29,9 @@ import pyarrow.parquet as pq
 
 from pipeline import cardgenius, schema
 from pipeline.client import Answer
-from pipeline.errors import CallError, PermanentError
+from pipeline.errors import CallError, PermanentError, TransientError
 from pipeline.progress import WorkerEvent
+from pipeline.ratelimit import OTHER, SUCCESS, TRANSIENT
 from pipeline.retry import error_kind
 from pipeline.store import Checkpoint, read_checkpoint, write_parquet_atomic
 from pipeline.worker import ShardReport, ShardTask, WorkerProcess
@@ -129,16 +130,22 @@ class ShardRun:
     def _attempt(self, row: dict[str, Any], attempts: int) -> None:
         """On a request thread: wait for the limiter, make one call, hand the result back."""
         attempt = _Attempt(row, attempts)
+        limiter = self.p.limiter
         try:
-            if self.p.stop.is_set() or not self.p.limiter.acquire():
+            permit = None if self.p.stop.is_set() else limiter.acquire()
+            if permit is None:
                 attempt.stopped = True
                 return
+            outcome = OTHER
             try:
                 attempt.answer = self.p.client().call(self.p.body(row))
+                outcome = SUCCESS
             except CallError as exc:
                 attempt.error = exc
+                if isinstance(exc, TransientError) and exc.http_status != 429:
+                    outcome = TRANSIENT
             finally:
-                self.p.limiter.release()
+                limiter.release(permit, outcome)
         finally:
             self.finished.put(attempt)
 
@@ -149,33 +156,46 @@ class ShardRun:
         self.delta.requests += 1
         self.session_requests += 1
         if a.answer is not None:
-            answer = a.answer
-            self.delta.latencies.append(answer.latency_ms)
-            derived = cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n)
-            state = schema.OK if answer.cards else schema.NO_CARDS
-            self._finish(
-                self._outcome(
-                    a.row, state, answer.http_status, a.attempts, answer.latency_ms, derived
-                )
-            )
+            self._answered(a, a.answer)
             return
         error = a.error
         assert error is not None
         self.delta.errors[error_kind(error.http_status, error.message)] += 1
-        policy = self.p.settings.policy
-        if isinstance(error, PermanentError) or not policy.should_retry(a.attempts):
-            self._finish(
-                self._outcome(
-                    a.row, schema.FAILED, error.http_status, a.attempts, error=error.message
-                )
-            )
+        policy, limiter = self.p.settings.policy, self.p.limiter
+        if isinstance(error, PermanentError):
+            self._failed(a, error)
+            return
+        if error.retry_after is not None and error.retry_after > policy.retry_after_max:
+            limiter.trip(policy.retry_after_max)  # too long to honour: treat as an outage
+        if limiter.outage_seconds() > 0:
+            # The API is down for everyone: this failure says nothing about the row, so it
+            # does not use up an attempt. The breaker holds the row until the API is back.
+            self._retry_later(a.row, a.attempts - 1, 0.0)
+            return
+        if not policy.should_retry(a.attempts):
+            self._failed(a, error)
             return
         self.delta.retries += 1
         delay = policy.wait_after(a.attempts, error.retry_after, self.p.rng)
         if error.retry_after is not None:
-            self.p.limiter.pause_for(delay)
-        due = self.clock() + delay
-        heapq.heappush(self.delayed, (due, a.row[schema.ROW], a.row, a.attempts))
+            limiter.pause_for(delay)
+        self._retry_later(a.row, a.attempts, delay)
+
+    def _answered(self, a: _Attempt, answer: Answer) -> None:
+        self.delta.latencies.append(answer.latency_ms)
+        derived = cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n)
+        state = schema.OK if answer.cards else schema.NO_CARDS
+        self._finish(
+            self._outcome(a.row, state, answer.http_status, a.attempts, answer.latency_ms, derived)
+        )
+
+    def _failed(self, a: _Attempt, error: CallError) -> None:
+        outcome = self._outcome(a.row, schema.FAILED, error.http_status, a.attempts)
+        outcome[schema.ERROR] = error.message
+        self._finish(outcome)
+
+    def _retry_later(self, row: dict[str, Any], attempts: int, delay: float) -> None:
+        heapq.heappush(self.delayed, (self.clock() + delay, row[schema.ROW], row, attempts))
 
     def _finish(self, outcome: dict[str, Any]) -> None:
         self.outcomes[outcome[schema.ROW]] = outcome

@@ -6,7 +6,9 @@ import multiprocessing
 import threading
 import time
 
-from pipeline.ratelimit import Limiter, SharedLimits
+import pytest
+
+from pipeline.ratelimit import OTHER, SUCCESS, TRANSIENT, Limiter, SharedLimits
 
 
 class FakeClock:
@@ -45,30 +47,34 @@ def test_requests_are_spaced_at_one_over_rate() -> None:
     limiter, clock, _ = make(rate=10.0)
     starts = []
     for _ in range(5):
-        assert limiter.acquire()
+        permit = limiter.acquire()
+        assert permit is not None
         starts.append(round(clock.now, 6))
-        limiter.release()
+        limiter.release(permit)
     assert starts == [1000.0, 1000.1, 1000.2, 1000.3, 1000.4]
 
 
 def test_no_rate_means_no_waiting() -> None:
     limiter, clock, stop = make(rate=0.0)
     for _ in range(100):
-        assert limiter.acquire()
-        limiter.release()
+        permit = limiter.acquire()
+        assert permit is not None
+        limiter.release(permit)
     assert stop.waits == [] and clock.now == 1000.0
 
 
 def test_idle_time_is_not_banked_as_a_burst() -> None:
     limiter, clock, _ = make(rate=2.0)
-    assert limiter.acquire()
-    limiter.release()
+    permit = limiter.acquire()
+    assert permit is not None
+    limiter.release(permit)
     clock.now += 60.0  # a long idle spell
     starts = []
     for _ in range(3):
-        limiter.acquire()
+        permit = limiter.acquire()
+        assert permit is not None
         starts.append(round(clock.now - 1060.0, 6))
-        limiter.release()
+        limiter.release(permit)
     assert starts == [0.0, 0.5, 1.0]
 
 
@@ -76,7 +82,7 @@ def test_pause_holds_requests_until_it_ends() -> None:
     limiter, clock, _ = make(rate=0.0)
     limiter.pause_for(5.0)
     limiter.pause_for(1.0)  # a shorter pause never shortens the running one
-    assert limiter.acquire()
+    assert limiter.acquire() is not None
     assert clock.now == 1005.0
 
 
@@ -84,19 +90,20 @@ def test_stop_ends_a_wait() -> None:
     limiter, _, stop = make(rate=0.0)
     limiter.pause_for(30.0)
     stop.flag = True
-    assert limiter.acquire() is False
+    assert limiter.acquire() is None
 
 
 def test_in_flight_cap_is_shared() -> None:
     stop = threading.Event()
     shared = SharedLimits(multiprocessing.get_context("spawn"), 0.0, 2)
     limiter = Limiter(shared, stop)
-    assert limiter.acquire() and limiter.acquire()
+    first, second = limiter.acquire(), limiter.acquire()
+    assert first is not None and second is not None
     blocked = threading.Thread(target=limiter.acquire)
     blocked.start()
     blocked.join(0.2)
     assert blocked.is_alive()  # the third waits for a slot
-    limiter.release()
+    limiter.release(first)
     blocked.join(2.0)
     assert not blocked.is_alive()
 
@@ -104,9 +111,10 @@ def test_in_flight_cap_is_shared() -> None:
 def _hammer(shared: SharedLimits, stop: object, count: int, out: object) -> None:
     limiter = Limiter(shared, stop)
     for _ in range(count):
-        limiter.acquire()
+        permit = limiter.acquire()
+        assert permit is not None
         out.put(time.monotonic())  # type: ignore[attr-defined]
-        limiter.release()
+        limiter.release(permit)
 
 
 def test_rate_is_global_across_processes() -> None:
@@ -124,3 +132,43 @@ def test_rate_is_global_across_processes() -> None:
         p.join(10)
     # The 40th slot starts 0.39 s after the first; allow for scheduling noise on the first.
     assert times[-1] - times[0] >= 0.35
+
+
+def test_breaker_opens_holds_requests_and_lets_one_probe_through() -> None:
+    limiter, clock, _ = make(rate=0.0, in_flight=8)
+    for _ in range(5):  # the default threshold
+        permit = limiter.acquire()
+        assert permit is not None and not permit.probe
+        limiter.release(permit, TRANSIENT)
+    assert limiter.outage_seconds() == 0.0  # opened just now
+    clock.now += 0.5
+    assert limiter.outage_seconds() == 0.5
+    probe = limiter.acquire()  # waits for the first probe time (1 s after opening)
+    assert probe is not None and probe.probe
+    assert clock.now == pytest.approx(1001.0)
+    limiter.release(probe, TRANSIENT)  # still down: next probe 2 s later
+    probe = limiter.acquire()
+    assert probe is not None and probe.probe
+    assert clock.now == pytest.approx(1003.0)
+    limiter.release(probe, SUCCESS)  # back up: closed
+    assert limiter.outage_seconds() == 0.0
+    permit = limiter.acquire()
+    assert permit is not None and not permit.probe
+    assert clock.now == pytest.approx(1003.0)
+
+
+def test_429_and_permanent_errors_do_not_trip_the_breaker() -> None:
+    limiter, _, _ = make(rate=0.0)
+    for _ in range(20):
+        permit = limiter.acquire()
+        assert permit is not None
+        limiter.release(permit, OTHER)
+    assert limiter.outage_seconds() == 0.0
+
+
+def test_trip_for_a_retry_after_too_long_to_honour() -> None:
+    limiter, clock, _ = make(rate=0.0)
+    limiter.trip(30.0)
+    probe = limiter.acquire()
+    assert probe is not None and probe.probe
+    assert clock.now == pytest.approx(1030.0)

@@ -142,6 +142,10 @@ class MockServer:
         """Script an answer; rules are checked in the order added, before the normal answer."""
         self._rules.add(rule)
 
+    def clear_rules(self) -> None:
+        """Forget every scripted rule (the API "comes back")."""
+        self._rules.clear()
+
     def expire_tokens(self) -> None:
         """Invalidate every partner token issued so far."""
         self._tokens.expire_all()

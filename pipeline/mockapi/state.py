@@ -140,6 +140,10 @@ class _RuleBook:
         with self._lock:
             self._armed.append(_ArmedRule(rule, rule.times))
 
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
     def take(self, body: object) -> Rule | None:
         """The first live rule that matches `body`, using up one of its answers; else None."""
         with self._lock:

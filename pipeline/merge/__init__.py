@@ -1,0 +1,27 @@
+"""The merge: result shards to the workbook (`write_workbook`) or to one Parquet or CSV file.
+
+workbook.py  the workbook's layout: Summary, Results (Results 2, ...), Failures
+sheets.py    worksheets as streamed XML: head, rows, tail; splitting past a row limit
+cells.py     how values become cells: types, text-safe strings, Excel's limits
+package.py   the .xlsx zip: openpyxl's parts around our streamed worksheets
+export.py    the Parquet and CSV exports of every row
+shards.py    reading result shards: each output's columns, batches, counts by state
+"""
+
+from pipeline.merge.cells import MAX_CELL_CHARS, MONEY_FORMAT, TRUNCATED_SUFFIX
+from pipeline.merge.export import ExportReport, export_csv, export_parquet
+from pipeline.merge.shards import read_outcome_counts
+from pipeline.merge.workbook import EXCEL_MAX_DATA_ROWS, MergeReport, write_workbook
+
+__all__ = [
+    "EXCEL_MAX_DATA_ROWS",
+    "MAX_CELL_CHARS",
+    "MONEY_FORMAT",
+    "TRUNCATED_SUFFIX",
+    "ExportReport",
+    "MergeReport",
+    "export_csv",
+    "export_parquet",
+    "read_outcome_counts",
+    "write_workbook",
+]
