@@ -9,6 +9,7 @@ so the caller can decide about retries. With `auth = "partner-token"` a process-
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -202,10 +203,21 @@ def _detail(content: bytes) -> str:
 
 
 def new_session(endpoint: Endpoint) -> requests.Session:
-    """A Session for one thread: JSON content type, gzip accepted, TLS per the config."""
+    """A Session for one thread: JSON content type, gzip accepted, TLS per the config.
+
+    With `trust_env` on, requests reads the proxy settings (and ~/.netrc) from the environment
+    again on every call. The environment does not change during a run, so the Session reads
+    it once here: the same proxies (HTTP(S)_PROXY, NO_PROXY) and CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) as requests would use, without the per-call cost.
+    """
     session = requests.Session()
     session.headers.update(
         {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
     )
-    session.verify = endpoint.verify
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(endpoint.url))
+    verify = endpoint.verify
+    if verify is True:
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.verify = verify
     return session

@@ -147,7 +147,10 @@ def _prepare(config: Config, options: RunOptions, layout: RunLayout) -> dict[str
 
 def _discard(layout: RunLayout) -> None:
     shutil.rmtree(layout.root / "shards", ignore_errors=True)
-    layout.run_file.unlink(missing_ok=True)
+    for path in (layout.run_file, layout.answers_file):
+        path.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        layout.answers_file.with_name(layout.answers_file.name + suffix).unlink(missing_ok=True)
 
 
 def _shard(

@@ -69,6 +69,7 @@ class ShardPool:
             id_column=c.input.id_column,
             mapping=tuple(c.request.items()),
             top_n=c.output.top_n,
+            dedupe=c.processing.dedupe_requests,
         )
 
     def run(self, tasks: list[worker.ShardTask], progress: Progress) -> PoolResult:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import cardgenius, schema
+from pipeline.answers import body_key
 from pipeline.client import Answer
 from pipeline.errors import CallError, PermanentError, TransientError
 from pipeline.progress import WorkerEvent
@@ -72,6 +73,10 @@ class ShardRun:
         self.session_counts: Counter[str] = Counter()
         self.session_requests = 0
         self.shard_rows = 0
+        # Never pay twice (answers.py): rows whose body is in flight here wait for its answer.
+        self.leaders: dict[str, int] = {}
+        self.followers: dict[str, list[dict[str, Any]]] = {}
+        self.new_answers: dict[str, dict[str, Any]] = {}
 
     def run(self) -> ShardReport:
         layout, name = self.p.layout, self.task.name
@@ -104,6 +109,8 @@ class ShardRun:
             self._promote_due()
             while self.in_pool < threads and self.ready and not stop.is_set():
                 row, attempts = self.ready.popleft()
+                if attempts == 0 and self._settled_by_copy(row):
+                    continue
                 self.in_pool += 1
                 self.p.pool.submit(self._attempt, row, attempts + 1)
             if self.in_pool == 0 and (stop.is_set() or not (self.ready or self.delayed)):
@@ -185,14 +192,62 @@ class ShardRun:
         self.delta.latencies.append(answer.latency_ms)
         derived = cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n)
         state = schema.OK if answer.cards else schema.NO_CARDS
-        self._finish(
-            self._outcome(a.row, state, answer.http_status, a.attempts, answer.latency_ms, derived)
-        )
+        outcome = self._outcome(a.row, state, answer.http_status, a.attempts, answer.latency_ms)
+        outcome.update(derived)
+        self._finish(outcome)
+        self._answer_followers(a.row, outcome, final=True)
 
     def _failed(self, a: _Attempt, error: CallError) -> None:
         outcome = self._outcome(a.row, schema.FAILED, error.http_status, a.attempts)
         outcome[schema.ERROR] = error.message
         self._finish(outcome)
+        self._answer_followers(a.row, outcome, final=isinstance(error, PermanentError))
+
+    def _settled_by_copy(self, row: dict[str, Any]) -> bool:
+        """True when the row needs no request of its own: its body's answer is known (copied
+        now) or in flight in this shard (the row waits for it)."""
+        if self.p.answers is None:
+            return False
+        key = row.setdefault("_key", body_key(self.p.body(row)))
+        if self.leaders.get(key) == row[schema.ROW]:
+            return False  # the leader itself, back after an outage
+        if key in self.leaders:
+            self.followers.setdefault(key, []).append(row)
+            return True
+        known = self.new_answers.get(key) or self.p.answers.get(key)
+        if known is not None and not (
+            self.task.retry_failed and known[schema.STATUS] == schema.FAILED
+        ):
+            self._finish(self._copy(row, known))
+            return True
+        self.leaders[key] = row[schema.ROW]
+        return False
+
+    def _answer_followers(
+        self, row: dict[str, Any], outcome: dict[str, Any], *, final: bool
+    ) -> None:
+        """A leader's outcome: copy it to the rows waiting on the same body, or, when it is not
+        final (transient failures ran out), let them try for themselves."""
+        key = row.get("_key")
+        if key is None or self.leaders.get(key) != row[schema.ROW]:
+            return
+        del self.leaders[key]
+        waiting = self.followers.pop(key, [])
+        if not final:
+            self.ready.extend((r, 0) for r in waiting)
+            return
+        answer = {k: v for k, v in outcome.items() if k in self.p.copied}
+        self.new_answers[key] = answer
+        for follower in waiting:
+            self._finish(self._copy(follower, answer))
+
+    def _copy(self, row: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        self.delta.deduped += 1
+        outcome = self._outcome(row, answer[schema.STATUS], answer[schema.HTTP_STATUS])
+        outcome.update(answer)
+        outcome[schema.ATTEMPTS] = 0
+        outcome[schema.LATENCY_MS] = None
+        return outcome
 
     def _retry_later(self, row: dict[str, Any], attempts: int, delay: float) -> None:
         heapq.heappush(self.delayed, (self.clock() + delay, row[schema.ROW], row, attempts))
@@ -213,6 +268,9 @@ class ShardRun:
             self._send_event()
 
     def _flush(self) -> None:
+        if self.new_answers and self.p.answers is not None:
+            self.p.answers.put_many(self.new_answers)
+            self.new_answers = {}
         if self.unsaved:
             if self.checkpoint is None:
                 self.checkpoint = Checkpoint(self.p.layout.checkpoint(self.task.name))
@@ -238,6 +296,7 @@ class ShardRun:
                 counts=dict(d.counts),
                 requests=d.requests,
                 retries=d.retries,
+                deduped=d.deduped,
                 errors=dict(d.errors),
                 latencies_ms=tuple(d.latencies),
             )
@@ -268,7 +327,6 @@ class ShardRun:
         http_status: int | None = None,
         attempts: int = 0,
         latency_ms: float | None = None,
-        derived: dict[str, Any] | None = None,
         *,
         error: str | None = None,
     ) -> dict[str, Any]:
@@ -279,7 +337,6 @@ class ShardRun:
         outcome[schema.ATTEMPTS] = attempts
         outcome[schema.LATENCY_MS] = latency_ms
         outcome[schema.ERROR] = error
-        outcome.update(derived or {})
         return outcome
 
 
@@ -291,4 +348,5 @@ class _Delta:
         self.errors: Counter[str] = Counter()
         self.requests = 0
         self.retries = 0
+        self.deduped = 0
         self.latencies: list[float] = []

@@ -6,6 +6,7 @@ work on any run folder, even one whose run was killed:
     out/run.json                      the run's fingerprint and settings
     out/pipeline.log                  the log
     out/shards/input/shard-NNNNN.parquet    input rows, validated
+    out/answers.sqlite                answers by request body (never pay twice)
     out/shards/partial/shard-NNNNN.jsonl    finished rows of a shard still running (checkpoint)
     out/shards/results/shard-NNNNN.parquet  outcomes; exists only for a finished shard
 
@@ -125,6 +126,11 @@ class RunLayout:
     @property
     def partial_dir(self) -> Path:
         return self.root / "shards" / "partial"
+
+    @property
+    def answers_file(self) -> Path:
+        """Answers by request body, for copying to rows with the same body (answers.py)."""
+        return self.root / "answers.sqlite"
 
     @property
     def lock_file(self) -> Path:

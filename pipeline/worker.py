@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import cardgenius, schema
+from pipeline.answers import AnswerCache
 from pipeline.client import CardGeniusClient, Endpoint, TokenSource, fetch_token, new_session
 from pipeline.ratelimit import Limiter, SharedLimits
 from pipeline.retry import RetryPolicy
@@ -41,6 +42,8 @@ class WorkerSettings:
     mapping: tuple[tuple[str, tuple[str, ...]], ...]
     """API field -> input columns added up for it."""
     top_n: int
+    dedupe: bool = True
+    """Send identical request bodies once per run (answers.py)."""
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -132,8 +135,13 @@ class WorkerProcess:
         self.rng = random.Random()
         endpoint = settings.endpoint
         self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
+        self.answers = AnswerCache(self.layout.answers_file) if settings.dedupe else None
         self.mapped = [api_field for api_field, _ in settings.mapping]
         self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
+        # What a row with the same request body copies from another's outcome.
+        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR} | {
+            name for name, _ in self.derived
+        }
         self.result_schema = schema.result_schema(
             settings.id_column, settings.value_columns, self.derived
         )

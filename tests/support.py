@@ -124,3 +124,8 @@ def check_against_model(
         if len(top) > 1:
             assert row["top2_card_id"] == top[1][0]
             assert row["best_card_savings_gap"] == pytest.approx(top[0][1] - top[1][1])
+
+
+def unique_bodies(users: list[dict[str, Any]]) -> int:
+    """Requests a run sends with dedupe on: one per distinct request body."""
+    return len({tuple(sorted(body_of(u).items())) for u in users})

@@ -153,3 +153,19 @@ def test_wrong_key_is_permanent_and_never_shown(mock_server: MockServer) -> None
     assert info.value.http_status == 401
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in repr(endpoint)
+
+
+def test_session_reads_proxies_and_ca_bundle_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp-ca.pem")
+    remote = new_session(Endpoint(url="https://api.example/cg/api/pro"))
+    assert remote.trust_env is False  # no environment look-ups per call
+    assert remote.proxies["https"] == "http://proxy.internal:3128"
+    assert remote.verify == "/etc/corp-ca.pem"
+    local = new_session(Endpoint(url="http://127.0.0.1:8765/cg/api/pro"))
+    assert local.proxies == {}  # NO_PROXY honoured
+    pinned = new_session(Endpoint(url="https://api.example/x", verify="/etc/own.pem"))
+    assert pinned.verify == "/etc/own.pem"  # [api] ca_bundle wins

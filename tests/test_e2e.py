@@ -67,7 +67,13 @@ def test_resume_skips_finished_shards(tmp_path: Path) -> None:
     users = make_users(64)
     with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
         source = write_csv(tmp_path / "users.csv", users)
-        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        # Without dedupe, so that the counts show which rows are requested again.
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"dedupe_requests": False},
+        )
         assert main(["run", "--config", str(config), "--no-merge"]) == 0
         assert server.stats()["calculate"] == 64
         (tmp_path / "out" / "shards" / "results" / "shard-00002.parquet").unlink()
@@ -130,7 +136,12 @@ def test_invalid_rows_are_listed_not_sent(tmp_path: Path) -> None:
     ]
     with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
         source = write_csv(tmp_path / "users.csv", users, extra)
-        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"dedupe_requests": False},
+        )
         assert main(["run", "--config", str(config)]) == 0
         assert server.stats()["calculate"] == 11
     rows = results(tmp_path / "out").to_pylist()

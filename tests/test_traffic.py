@@ -8,7 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import check_against_model, make_users, results, write_config, write_csv
+from support import (
+    check_against_model,
+    make_users,
+    results,
+    unique_bodies,
+    write_config,
+    write_csv,
+)
 
 from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings, Rule
@@ -18,7 +25,13 @@ def run(tmp_path: Path, server: MockServer, rows: int, **sections: dict[str, obj
     users = make_users(rows, seed=11)
     source = write_csv(tmp_path / "users.csv", users)
     tables: dict[str, dict[str, object]] = {
-        "processing": {"processes": 2, "max_workers": 8, "shard_size": 40},
+        # Without dedupe, so that every row is one request the server can count.
+        "processing": {
+            "processes": 2,
+            "max_workers": 8,
+            "shard_size": 40,
+            "dedupe_requests": False,
+        },
         "retry": {"max_attempts": 3, "backoff_initial": 0.05, "backoff_max": 0.2},
     }
     for name, values in sections.items():
@@ -122,3 +135,42 @@ def test_partner_tokens_are_refreshed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert by_path["/partner/cardgenius/calculate"] >= 240
     assert by_path["/partner/token"] >= 3  # refreshed after expiries, not once per request
     assert by_path["/partner/token"] < 60
+
+
+def test_identical_bodies_are_sent_once(tmp_path: Path) -> None:
+    users = make_users(60, seed=4)
+    for i in range(60, 150):  # 90 more users whose bodies repeat earlier ones
+        twin = dict(users[i % 7 * 5])
+        twin["user_id"] = f"T{i:05d}"
+        users.append(twin)
+    unique = unique_bodies(users)
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=20, jitter_ms=2)) as server:
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"processes": 1, "max_workers": 8, "shard_size": 40},
+        )
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+        assert server.stats()["calculate"] == unique
+    table = results(tmp_path / "out")
+    check_against_model(table, users, MockSettings())
+    copied = [r for r in table.to_pylist() if r["attempts"] == 0]
+    assert len(copied) == len(users) - unique
+    assert all(r["latency_ms"] is None for r in copied)
+
+
+def test_dedupe_can_be_turned_off(tmp_path: Path) -> None:
+    users = make_users(20, seed=4) * 2
+    users = [dict(u, user_id=f"D{i}") for i, u in enumerate(users)]
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=2, jitter_ms=1)) as server:
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"processes": 1, "dedupe_requests": False},
+        )
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+        assert server.stats()["calculate"] == 40
