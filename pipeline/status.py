@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.retry import error_kind
-from pipeline.store import RunLayout, read_run
+from pipeline.store import RunLayout, read_checkpoint, read_run
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def collect(config: Config) -> dict[str, Any]:
     rows = info.get("input", {}).get("rows")
     sharded = bool(info.get("input", {}).get("sharded"))
     pending = [n for n in inputs if n not in finished]
+    checkpointed = sum(len(read_checkpoint(layout.checkpoint(n), schema.ROW)) for n in pending)
     return {
         "folder": str(layout.root),
         "run": True,
@@ -54,6 +55,7 @@ def collect(config: Config) -> dict[str, Any]:
         "shards": {"total": len(inputs), "finished": len(finished), "pending": len(pending)},
         "rows_by_state": {s: states.get(s, 0) for s in schema.STATES},
         "rows_pending": (rows - sum(states.values())) if rows is not None else None,
+        "rows_checkpointed": checkpointed,
         "errors_by_kind": dict(errors.most_common()),
         "next": _next_step(sharded, pending, states),
     }
@@ -80,7 +82,12 @@ def render(facts: dict[str, Any]) -> str:
         f"  shards: {shards['finished']}/{shards['total']} finished, {shards['pending']} pending",
         "  rows:   "
         + ", ".join(f"{s} {n}" for s, n in facts["rows_by_state"].items())
-        + (f", pending {facts['rows_pending']}" if facts["rows_pending"] else ""),
+        + (f", pending {facts['rows_pending']}" if facts["rows_pending"] else "")
+        + (
+            f" ({facts['rows_checkpointed']} of them saved by checkpoints)"
+            if facts["rows_checkpointed"]
+            else ""
+        ),
     ]
     if facts["errors_by_kind"]:
         lines.append(

@@ -6,6 +6,7 @@ this test process, so the test sees every request the pipeline sends, before and
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from support import (
     write_csv,
 )
 
+from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings
 
 ROWS = 400
@@ -89,7 +91,7 @@ def check_workbook(out: Path, users: list[dict[str, object]]) -> None:
 
 @pytest.mark.parametrize("kill_after", [0, 130, 290])
 def test_kill_9_then_resume_loses_nothing_and_repeats_little(
-    tmp_path: Path, server: MockServer, kill_after: int
+    tmp_path: Path, server: MockServer, kill_after: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, users = setup_run(tmp_path, server)
     proc = start(config)
@@ -101,6 +103,13 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
     # Orphaned workers notice the dead coordinator and stop within 2 seconds.
     assert quiet_within(server, 2.0) == 0
     before = server.stats()["calculate"]
+    # status reads the killed run's folder: nothing is lost, the next run resumes.
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    if kill_after:
+        done = sum(facts["rows_by_state"].values()) + facts["rows_checkpointed"]
+        assert done >= kill_after - WORKERS - PROCESSES * 50
+        assert facts["next"].startswith("pipeline run resumes")
 
     rerun = start(config)
     _, err = rerun.communicate(timeout=120)
