@@ -12,9 +12,10 @@ hold (0 = no client-side limit). The algorithm:
    429s (the partner said exactly where its limit is) and `overload_decrease` otherwise.
    When nothing was served there is no figure to go from, and the rate stays.
    The rate that was too fast is remembered as `too_fast`.
-3. Without trouble, increase additively every update: `increase` x rate per second while
-   below `too_fast` x 0.95, and ten times slower above it, so the run rests just under the
-   partner's limit instead of bouncing off it (every 429 also costs a Retry-After pause).
+3. Without trouble, increase additively every update: `increase` x rate per second (at least
+   `MIN_STEP`), and `CAUTION` times slower within 5% of `too_fast`, so the run rests just
+   under the partner's limit instead of bouncing off it (every 429 also costs a Retry-After
+   pause of the whole run). Clean well above `too_fast`, the limit has moved: climb freely.
 4. Never above `rate_limit` when one is set. Unlimited runs stay unlimited until the first
    trouble.
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 MIN_RATE = 0.5  # requests/s; never slower, so the run always moves and can find its way back
 MIN_STEP = 1.0  # requests/s added per clean second at the least, so a low rate recovers
+CAUTION = 20  # how much slower the climb is within 5% of the rate that was too fast
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,11 @@ class AimdController:
             self.decreases += 1
         elif self.rate > 0:
             step = max(self.rate * p.increase, MIN_STEP) * elapsed
-            if self.rate >= self.too_fast * 0.95:
-                step /= 10
+            if self.too_fast * 0.95 <= self.rate <= self.too_fast * 1.05:
+                step /= CAUTION
+            elif self.rate > self.too_fast * 1.05:
+                self.too_fast = 0.0  # clean well above it: the limit has moved, climb freely
             self.rate += step
-            if self.rate > self.too_fast * 1.2:
-                self.too_fast = self.rate  # the limit has moved up
             if p.ceiling > 0:
                 self.rate = min(self.rate, p.ceiling)
         return self.rate

@@ -31,6 +31,7 @@ from pipeline.errors import EXIT_INTERRUPTED, PipelineError
 from pipeline.progress import Progress, RateWindow, RunSnapshot, WorkerEvent
 from pipeline.ratelimit import Limiter, SharedLimits
 from pipeline.retry import RetryPolicy
+from pipeline.shardrun import EVENT_SECONDS
 from pipeline.store import RunLayout
 
 log = logging.getLogger("pipeline")
@@ -141,20 +142,29 @@ class _Watch:
         self.controller = (
             AimdController(AimdPolicy(ceiling=p.rate_limit), now) if p.adaptive else None
         )
+        # Successful answers per second of *active* time (not paused, from the first event
+        # on): what the API really serves, not diluted by start-up or Retry-After pauses.
         self.served = RateWindow(span=3.0)
         self.served_total = 0
-        self.served.add(now, 0)
+        self.active = 0.0
+        self.last_tick = now
         self.pending: list[WorkerEvent] = []
         self.last_update = now
         self.gave_up = False
 
     def event(self, event: WorkerEvent) -> None:
         self.pending.append(event)
+        if not self.served.samples:
+            self.served.add(-EVENT_SECONDS, 0)
         self.served_total += event.requests - sum(event.errors.values())
 
     def tick(self) -> None:
         now = self.clock()
-        self.served.add(now, self.served_total)
+        step, self.last_tick = now - self.last_tick, now
+        if self.served.samples:
+            if self.limiter.paused_for() <= 0 and not self.limiter.outage_seconds():
+                self.active += step
+            self.served.add(self.active, self.served_total)
         outage = self.limiter.outage_seconds()
         if outage > self.config.retry.give_up_after and not self.gave_up:
             self.gave_up = True

@@ -89,17 +89,17 @@ class RateWindow:
 
     def __init__(self, span: float = 30.0) -> None:
         self.span = span
-        self._samples: deque[tuple[float, int]] = deque()
+        self.samples: deque[tuple[float, int]] = deque()
 
     def add(self, now: float, total: int) -> None:
-        self._samples.append((now, total))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= self.span:
-            self._samples.popleft()
+        self.samples.append((now, total))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.span:
+            self.samples.popleft()
 
     def rate(self) -> float:
-        if len(self._samples) < 2:
+        if len(self.samples) < 2:
             return 0.0
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        (t0, d0), (t1, d1) = self.samples[0], self.samples[-1]
         return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
 
 
