@@ -51,7 +51,7 @@ class Feedback:
 class AimdPolicy:
     ceiling: float = 0.0
     """`[processing] rate_limit`; 0 = none."""
-    throttle_decrease: float = 0.9
+    throttle_decrease: float = 0.95
     overload_decrease: float = 0.7
     increase: float = 0.05
     """Fraction of the rate added per second while clean."""

@@ -143,6 +143,10 @@ class RunLayout:
     def shard_name(self, index: int) -> str:
         return f"{SHARD_PREFIX}{index:05d}.parquet"
 
+    def shard_index(self, name: str) -> int:
+        """The position of a shard in the input, from its name."""
+        return int(name[len(SHARD_PREFIX) :].split(".")[0])
+
     def input_shard(self, name: str) -> Path:
         return self.input_dir / name
 
