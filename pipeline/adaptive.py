@@ -6,9 +6,9 @@ hold (0 = no client-side limit). The algorithm:
 
 1. Start at `[processing] rate_limit`, or unlimited when it is 0.
 2. Trouble is a 429, a share of 503s / timeouts of at least `overload_share`, or, with every
-   slot in flight, a median latency over `latency_factor` x the best median seen: the API
-   is queueing us. On trouble (at most once per `cooldown`), decrease multiplicatively from
-   what the API really served: `rate = served * factor`, with factor `throttle_decrease` for
+   slot in flight, a median latency over `latency_factor` x the best median seen for
+   `SLOW_UPDATES` updates in a row: the API is queueing us. On trouble (at most once per
+   `cooldown`), decrease multiplicatively from what the API really served: `rate = served * factor`, with factor `throttle_decrease` for
    429s (the partner said exactly where its limit is) and `overload_decrease` otherwise.
    When nothing was served there is no figure to go from, and the rate stays.
    The rate that was too fast is remembered as `too_fast`.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 MIN_RATE = 0.5  # requests/s; never slower, so the run always moves and can find its way back
 MIN_STEP = 1.0  # requests/s added per clean second at the least, so a low rate recovers
+SLOW_UPDATES = 3  # updates in a row with a slow median before latency counts as trouble
 CAUTION = 20  # how much slower the climb is within 5% of the rate that was too fast
 
 
@@ -69,6 +70,7 @@ class AimdController:
         self.quiet_until = now
         self.last = now
         self.decreases = 0
+        self.slow_updates = 0
 
     def update(self, f: Feedback) -> float:
         p = self.policy
@@ -107,6 +109,10 @@ class AimdController:
             if self.best_median is None or f.median_ms < self.best_median:
                 self.best_median = f.median_ms
             best = self.best_median
-            if f.saturated and best is not None and f.median_ms > p.latency_factor * best + 50:
+            slow = f.saturated and best is not None and f.median_ms > p.latency_factor * best + 50
+            # One slow second can be our own machine; three in a row are the API queueing us.
+            self.slow_updates = self.slow_updates + 1 if slow else 0
+            if self.slow_updates >= SLOW_UPDATES:
+                self.slow_updates = 0
                 return p.overload_decrease
         return None

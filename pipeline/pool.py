@@ -187,7 +187,10 @@ class _Watch:
                 ),
                 served_rate=self.served.rate(),
                 median_ms=latencies[len(latencies) // 2] if latencies else None,
-                saturated=self.limiter.in_flight() >= self.config.processing.max_workers,
+                # Only unlimited, where every busy slot is a request on the wire (under a rate
+                # limit, slots are also held by requests waiting for their turn).
+                saturated=self.limiter.rate() == 0
+                and self.limiter.in_flight() >= self.config.processing.max_workers,
             )
         )
         if rate != self.limiter.rate():
