@@ -8,8 +8,9 @@ hold (0 = no client-side limit). The algorithm:
 2. Trouble is a 429, a share of 503s / timeouts of at least `overload_share`, or, with every
    slot in flight, a median latency over `latency_factor` x the best median seen for
    `SLOW_UPDATES` updates in a row: the API is queueing us. On trouble (at most once per
-   `cooldown`), decrease multiplicatively from what the API really served: `rate = served * factor`, with factor `throttle_decrease` for
-   429s (the partner said exactly where its limit is) and `overload_decrease` otherwise.
+   `cooldown`), decrease multiplicatively from what the API really served:
+   `rate = served * factor`, with factor `throttle_decrease` for 429s (the partner said
+   exactly where its limit is) and `overload_decrease` otherwise.
    When nothing was served there is no figure to go from, and the rate stays.
    The rate that was too fast is remembered as `too_fast`.
 3. Without trouble, increase additively every update: `increase` x rate per second (at least
