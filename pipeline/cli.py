@@ -237,7 +237,7 @@ def _mock_api(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise PipelineError(f"mock-api: {exc}") from None
     try:
-        mockapi.serve(settings, "127.0.0.1", args.port)
+        mockapi.serve(settings, "127.0.0.1", args.port, lambda line: print(line, flush=True))
     except OSError as exc:
         raise PipelineError(
             f"mock-api: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}"
