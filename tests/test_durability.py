@@ -109,6 +109,7 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
     if kill_after:
         done = sum(facts["rows_by_state"].values()) + facts["rows_checkpointed"]
         assert done >= kill_after - WORKERS - PROCESSES * 50
+    if facts.get("shards", {}).get("pending"):
         assert facts["next"].startswith("pipeline run resumes")
 
     rerun = start(config)

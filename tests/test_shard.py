@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import Workbook
 
-from pipeline import shard
+from pipeline import readers, shard
 from pipeline.errors import InputError
 from pipeline.schema import INVALID, ROW, input_schema
 from pipeline.shard import count_rows, input_columns, shard_input
@@ -149,7 +149,7 @@ def numbered_csv(path: Path, rows: int) -> Path:
 def test_shard_sizes_and_names_across_small_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shard, "_CSV_BLOCK_BYTES", 64)  # a few rows per batch
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)  # a few rows per batch
     report, table = run(numbered_csv(tmp_path / "u.csv", 25), tmp_path / "out", shard_size=10)
     assert report.shards == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
     layout = RunLayout(tmp_path / "out")
@@ -173,7 +173,7 @@ def test_exact_multiple_of_shard_size_and_stale_shards_removed(tmp_path: Path) -
 def test_limit_keeps_the_first_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, rows: int, shards: int
 ) -> None:
-    monkeypatch.setattr(shard, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
     report, table = run(numbered_csv(tmp_path / "u.csv", 25), tmp_path / "out", limit=limit)
     assert (report.rows, len(report.shards)) == (rows, shards)
     assert column(table, ROW) == list(range(rows))
@@ -262,7 +262,7 @@ def test_empty_counts_as_zero(tmp_path: Path) -> None:
 
 
 def test_invalid_rows_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shard, "_CSV_BLOCK_BYTES", 64)  # the repeat is in a later batch
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)  # the repeat is in a later batch
     text = (
         "user_id,avg_a,avg_b\n"
         "A,abc,1\n"  # row 1
