@@ -2,11 +2,16 @@
 
 Rows whose request bodies are identical get the same answer (the API's answer is a function of
 the body), so the body is sent once per run and the answer copied to every such row
-(`[processing] dedupe_requests`, on by default). Within a shard, a row whose body is already
-in flight waits for that answer; across shards and processes, answers are looked up in
-`out/answers.sqlite`, which each process appends to when it checkpoints (WAL mode, so readers
-never wait for a writer). A row that arrives while its twin is still in flight in another
-process is sent itself: rare, and harmless.
+(`[processing] dedupe_requests`, on by default).
+
+After sharding, the coordinator finds the bodies that occur more than once (`find_repeated`,
+vectorised: a hash of the per-field sums, as `cardgenius.build_body` makes them) and writes
+their keys to `shards/repeated.parquet`. Only rows with such a body take part: within a shard,
+a row whose body is already in flight waits for that answer; across shards and processes,
+answers are looked up in `out/answers.sqlite`, which each process appends to when it
+checkpoints (WAL mode, so readers never wait for a writer). So the store holds one answer per
+repeated body, not one per row. A row that arrives while its twin is still in flight in
+another process is sent itself: rare, and harmless.
 
 Only final answers are kept: ok, no_cards, and permanent refusals (a 4xx). A row that failed
 on transient errors is not copied; its twins try for themselves.
@@ -14,19 +19,58 @@ on transient errors is not copied; its twins try for themselves.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-def body_key(body: Mapping[str, Any]) -> str:
-    """A stable key for a request body: the same numbers give the same key."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+from pipeline import schema
+from pipeline.store import write_parquet_atomic
+
+
+def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+    """A key per row of an input shard: equal for rows whose request bodies are equal; None
+    for invalid rows (they are never sent)."""
+    columns = sorted({c for _, cols in mapping for c in cols})
+    frame = pl.from_arrow(table.select([*columns, schema.INVALID]))
+    assert isinstance(frame, pl.DataFrame)
+    sums = [
+        pl.sum_horizontal([pl.col(c).fill_null(0.0) for c in cols]).round(2).alias(field)
+        for field, cols in mapping
+    ]
+    keys = frame.select(
+        pl.when(pl.col(schema.INVALID).is_null()).then(pl.struct(sums).hash(seed=0)).alias("k")
+    )
+    return list(keys["k"].to_list())
+
+
+def find_repeated(
+    shard_paths: Sequence[Path], mapping: Sequence[tuple[str, Sequence[str]]], dest: Path
+) -> tuple[int, int]:
+    """Write the keys of bodies that occur more than once to `dest`; returns (unique bodies,
+    repeated bodies) among the valid rows. Memory: 8 bytes per row for the keys."""
+    columns = [*sorted({c for _, cols in mapping for c in cols}), schema.INVALID]
+    parts = [
+        pl.Series("k", body_keys(pq.read_table(p, columns=columns), mapping), dtype=pl.UInt64)
+        for p in shard_paths
+    ]
+    keys = pl.concat(parts).drop_nulls() if parts else pl.Series("k", [], dtype=pl.UInt64)
+    repeated = keys.filter(keys.is_duplicated()).unique()
+    write_parquet_atomic(pa.table({"k": repeated.to_arrow()}), dest)
+    return keys.n_unique(), len(repeated)
+
+
+def read_repeated(path: Path) -> set[int]:
+    try:
+        return set(pq.read_table(path).column("k").to_pylist())
+    except FileNotFoundError:
+        return set()
 
 
 class AnswerCache:
@@ -44,15 +88,17 @@ class AnswerCache:
             )
             self._db.commit()
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: int) -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT answer FROM answers WHERE key = ?", (str(key),)
+            ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put_many(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
+    def put_many(self, answers: Mapping[int, Mapping[str, Any]]) -> None:
         if not answers:
             return
-        rows = [(key, json.dumps(value, allow_nan=False)) for key, value in answers.items()]
+        rows = [(str(key), json.dumps(value, allow_nan=False)) for key, value in answers.items()]
         with self._lock:
             self._db.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?)", rows)
             self._db.commit()

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from pipeline import runinfo, schema, worker
+from pipeline.answers import find_repeated
 from pipeline.client import Endpoint, partner_urls
 from pipeline.config import Config
 from pipeline.errors import (
@@ -169,11 +170,17 @@ def _shard(
         sheet=config.input.sheet or None,
         limit=options.limit,
     )
+    unique, repeated = find_repeated(
+        [layout.input_shard(n) for n in report.shards],
+        tuple(config.request.items()),
+        layout.repeated_file,
+    )
     log.info(
-        "Sharded %s: %d rows (%d invalid) into %d shard(s) in %.1fs",
+        "Sharded %s: %d rows (%d invalid, %d distinct request bodies) into %d shard(s) in %.1fs",
         config.input.path,
         report.rows,
         report.invalid,
+        unique,
         len(report.shards),
         time.monotonic() - started,
     )
@@ -183,6 +190,8 @@ def _shard(
         "rows": report.rows,
         "invalid": report.invalid,
         "shards": len(report.shards),
+        "unique_bodies": unique,
+        "repeated_bodies": repeated,
     }
     write_json_atomic(layout.run_file, info)
     return info

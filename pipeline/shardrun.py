@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import cardgenius, schema
-from pipeline.answers import body_key
+from pipeline.answers import body_keys
 from pipeline.client import Answer
 from pipeline.errors import CallError, PermanentError, TransientError
 from pipeline.progress import WorkerEvent
@@ -74,14 +74,19 @@ class ShardRun:
         self.session_requests = 0
         self.shard_rows = 0
         # Never pay twice (answers.py): rows whose body is in flight here wait for its answer.
-        self.leaders: dict[str, int] = {}
-        self.followers: dict[str, list[dict[str, Any]]] = {}
-        self.new_answers: dict[str, dict[str, Any]] = {}
+        self.leaders: dict[int, int] = {}
+        self.followers: dict[int, list[dict[str, Any]]] = {}
+        self.new_answers: dict[int, dict[str, Any]] = {}
 
     def run(self) -> ShardReport:
         layout, name = self.p.layout, self.task.name
-        rows = pq.read_table(layout.input_shard(name)).to_pylist()
+        table = pq.read_table(layout.input_shard(name))
+        rows = table.to_pylist()
         self.shard_rows = len(rows)
+        if self.p.repeated:  # only rows whose body occurs more than once take part in dedupe
+            for row, key in zip(rows, body_keys(table, self.p.settings.mapping), strict=True):
+                if key in self.p.repeated:
+                    row["_key"] = key
         if self.task.retry_failed:
             for old in pq.read_table(layout.result_shard(name)).to_pylist():
                 if old[schema.STATUS] != schema.FAILED:
@@ -206,9 +211,9 @@ class ShardRun:
     def _settled_by_copy(self, row: dict[str, Any]) -> bool:
         """True when the row needs no request of its own: its body's answer is known (copied
         now) or in flight in this shard (the row waits for it)."""
-        if self.p.answers is None:
+        key = row.get("_key")
+        if key is None or self.p.answers is None:
             return False
-        key = row.setdefault("_key", body_key(self.p.body(row)))
         if self.leaders.get(key) == row[schema.ROW]:
             return False  # the leader itself, back after an outage
         if key in self.leaders:

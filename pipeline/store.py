@@ -44,6 +44,7 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, mode) as handle:
@@ -63,6 +64,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     pyarrow); when the block succeeds, fsync that file and move it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -74,6 +76,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp makes files 0600
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -131,6 +142,11 @@ class RunLayout:
     def answers_file(self) -> Path:
         """Answers by request body, for copying to rows with the same body (answers.py)."""
         return self.root / "answers.sqlite"
+
+    @property
+    def repeated_file(self) -> Path:
+        """Keys of the request bodies that occur more than once (answers.py)."""
+        return self.root / "shards" / "repeated.parquet"
 
     @property
     def lock_file(self) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import cardgenius, schema
-from pipeline.answers import AnswerCache
+from pipeline.answers import AnswerCache, read_repeated
 from pipeline.client import CardGeniusClient, Endpoint, TokenSource, fetch_token, new_session
 from pipeline.ratelimit import Limiter, SharedLimits
 from pipeline.retry import RetryPolicy
@@ -135,7 +135,8 @@ class WorkerProcess:
         self.rng = random.Random()
         endpoint = settings.endpoint
         self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
-        self.answers = AnswerCache(self.layout.answers_file) if settings.dedupe else None
+        self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else set()
+        self.answers = AnswerCache(self.layout.answers_file) if self.repeated else None
         self.mapped = [api_field for api_field, _ in settings.mapping]
         self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
         # What a row with the same request body copies from another's outcome.
