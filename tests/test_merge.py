@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -466,3 +467,19 @@ def merge_config(tmp_path: Path) -> Config:
         "output": {"dir": "out"},
     }
     return build_config(raw, source=tmp_path / "config.toml")
+
+
+def test_zip_parts_are_plain_deflate_like_openpyxls(tmp_path: Path) -> None:
+    """No zip64 fields and no data descriptors below 2 GiB a part, as openpyxl and xlsxwriter
+    write them: Excel asks to repair files whose zip64 fields it does not expect."""
+    merge(tmp_path, [[row(i) for i in range(10)], [row(10, schema.FAILED)]])
+    with zipfile.ZipFile(tmp_path / "out.xlsx") as book:
+        infos = book.infolist()
+        assert book.testzip() is None
+    names = {info.filename for info in infos}
+    assert {"[Content_Types].xml", "xl/workbook.xml", "xl/styles.xml"} <= names
+    assert {f"xl/worksheets/sheet{n}.xml" for n in (1, 2, 3)} <= names
+    for info in infos:
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert (info.extract_version, info.flag_bits & 0x08, info.extra) == (20, 0, b"")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no spools

@@ -1,22 +1,29 @@
-"""The .xlsx file itself: a zip of XML parts, with the worksheets written as they are made.
+"""The .xlsx file itself: a zip of XML parts, with the worksheets written by us.
 
 openpyxl writes every part but the worksheets (workbook, styles, relationships, content types,
 document properties, the auto-filters' defined names) from a write-only workbook holding the
-same sheets, empty; its styles give the cells' style indexes. This module streams the
-worksheets' own XML (sheets.py) into the zip, each part compressed as it comes, on one
-background thread: zlib and file writes release the GIL, as Arrow's kernels do, so compressing
-one batch overlaps encoding the next, and at most `QUEUE_DEPTH` batches wait in memory.
+same sheets, empty; its styles give the cells' style indexes. The worksheets' XML (sheets.py)
+goes to a spool file each, beside the workbook (not in /tmp, which may be memory), and a
+finished spool is compressed into the zip on one background thread while the next sheet is
+made: zlib and file I/O release the GIL, as Arrow's kernels do.
 
-What it assumes of openpyxl is where the n-th sheet goes (`xl/worksheets/sheet<n>.xml`);
+Why spool, as openpyxl does, and not stream into the zip: a part whose size is known when it is
+added gets the zip64 extensions only when it needs them (over 2 GiB), exactly as openpyxl's and
+xlsxwriter's files do. Excel is known to ask to repair workbooks whose zip64 fields differ from
+what it expects; a part streamed in without a size would need them always.
+
+What this assumes of openpyxl is where the n-th sheet goes (`xl/worksheets/sheet<n>.xml`);
 `finish` checks that against the workbook openpyxl wrote and stops if it ever changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import tempfile
 import zipfile
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +38,6 @@ from pipeline.merge.cells import MONEY_FORMAT, Styles
 # 2.9 s and 68 MB, level 6 (zipfile's default, openpyxl's) 7.3 s and 52 MB. Speed wins: the
 # file is 30% bigger, and Excel spends its time parsing, not inflating.
 ZIP_LEVEL = 1
-QUEUE_DEPTH = 8  # chunks of XML waiting for the background thread, at most
 COPY_BYTES = 1 << 20
 
 
@@ -41,10 +47,12 @@ def part_name(position: int) -> str:
 
 
 class Package:
-    """An .xlsx being written to `path`. Write each sheet's part with `stream` or `add`, one at
-    a time, then `finish` with the sheets in book order; `abort` on an error."""
+    """An .xlsx being written to `path`. Give each sheet's part to `add`, as bytes or as a
+    spool from `spool()`, in any order; then `finish` with the sheets in book order, or
+    `abort` on an error. Spools live in `path`'s folder."""
 
     def __init__(self, path: Path, *, compresslevel: int = ZIP_LEVEL) -> None:
+        self._folder = path.parent
         self._zip = zipfile.ZipFile(
             path, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=compresslevel
         )
@@ -52,85 +60,70 @@ class Package:
         self.styles = _register_styles(self._book)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="xlsx")
         self._queue: deque[Future[Any]] = deque()
-        self._open: IO[bytes] | None = None  # the part being written, on the thread
-        self._written: set[int] = set()
+        self._spools = contextlib.ExitStack()  # each closed on the thread once compressed in
+        self._added: set[int] = set()
 
-    def stream(
-        self, position: int
-    ) -> tuple[Callable[[bytes | memoryview], None], Callable[[], None]]:
-        """Start the part of the sheet at `position`; returns `write(data)` and `done()`."""
-        self._start(position)
-        return (lambda data: self._call(self._write, data)), (lambda: self._call(self._close))
+    def spool(self) -> IO[bytes]:
+        """A new, empty, unnamed temporary file to write a sheet's XML into."""
+        return self._spools.enter_context(
+            tempfile.TemporaryFile(dir=self._folder, prefix=".xlsx-sheet-")
+        )
 
-    def add(self, position: int, source: bytes | IO[bytes]) -> None:
-        """Write the whole part of the sheet at `position` from bytes or a readable file."""
-        self._start(position)
-        reader = io.BytesIO(source) if isinstance(source, bytes) else source
-        while chunk := reader.read(COPY_BYTES):
-            self._call(self._write, chunk)
-        self._call(self._close)
+    def add(self, position: int, part: bytes | IO[bytes]) -> None:
+        """Add the part of the sheet at `position` (1 = first in the book): bytes, or a spool
+        holding all of it, which is compressed in on the thread, then closed."""
+        if position in self._added:
+            raise ValueError(f"sheet {position} is already added")
+        self._added.add(position)
+        self._queue.append(self._pool.submit(self._add_part, part_name(position), part))
+        while self._queue and self._queue[0].done():
+            self._queue.popleft().result()  # an error on the thread comes out here or in finish
 
     def finish(self, sheets: Sequence[tuple[str, str | None]]) -> None:
         """Add openpyxl's parts for a book of `sheets` (title, auto-filter range or None), in
-        order, and close the file; every sheet's part must have been written."""
-        if self._written != set(range(1, len(sheets) + 1)):
-            raise RuntimeError(f"sheets {sorted(self._written)} written for {len(sheets)} sheets")
+        order, and close the file; every sheet's part must have been added."""
+        if self._added != set(range(1, len(sheets) + 1)):
+            raise RuntimeError(f"sheets {sorted(self._added)} added for {len(sheets)} sheets")
         for title, filter_ref in sheets:
             ws = self._book.create_sheet(title)
             if filter_ref:
                 ws.auto_filter.ref = filter_ref
         skeleton = io.BytesIO()
         self._book.save(skeleton)
-        wanted = [part_name(i) for i in range(1, len(sheets) + 1)]
-        if [ws.path.lstrip("/") for ws in self._book.worksheets] != wanted:
+        ours = [part_name(i) for i in range(1, len(sheets) + 1)]
+        if [ws.path.lstrip("/") for ws in self._book.worksheets] != ours:
             raise RuntimeError("openpyxl no longer names sheet parts sheet<n>.xml; see package.py")
-        with zipfile.ZipFile(skeleton) as parts:
-            for info in parts.infolist():
-                if info.filename not in wanted:
-                    self._call(self._zip.writestr, info, parts.read(info))
-        self._drain()
-        self._pool.shutdown()
-        self._zip.close()
-
-    def abort(self) -> None:
-        """Stop, and close the file whatever state it is in; the caller deletes it."""
-        self._pool.shutdown(cancel_futures=True)
-        for step in (self._open.close if self._open else None, self._zip.close):
-            try:
-                if step is not None:
-                    step()
-            except (OSError, ValueError, zipfile.BadZipFile):
-                pass  # the error that made us abort is the one to report
-
-    def _start(self, position: int) -> None:
-        if position in self._written:
-            raise ValueError(f"sheet {position} is already written")
-        self._written.add(position)
-        self._call(self._open_part, part_name(position))
-
-    def _call(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run `fn(*args)` on the thread after what is queued; wait while the queue is full.
-        An error on the thread comes out here, on a later call, or in `finish`."""
-        self._queue.append(self._pool.submit(fn, *args))
-        while self._queue and (len(self._queue) > QUEUE_DEPTH or self._queue[0].done()):
-            self._queue.popleft().result()
-
-    def _drain(self) -> None:
         while self._queue:
             self._queue.popleft().result()
+        self._pool.shutdown()
+        with zipfile.ZipFile(skeleton) as parts:
+            for info in parts.infolist():
+                if info.filename not in ours:
+                    self._zip.writestr(info, parts.read(info))
+        self._zip.close()
+        self._spools.close()
 
-    # On the thread:
-    def _open_part(self, name: str) -> None:
-        self._open = self._zip.open(name, "w", force_zip64=True)
+    def abort(self) -> None:
+        """Stop, close the file whatever state it is in, drop the spools; the caller deletes
+        the file."""
+        self._pool.shutdown(cancel_futures=True)
+        # The error that made us abort is the one to report.
+        with contextlib.suppress(OSError, ValueError, zipfile.BadZipFile):
+            self._spools.close()
+        with contextlib.suppress(OSError, ValueError, zipfile.BadZipFile):
+            self._zip.close()
 
-    def _write(self, data: bytes | memoryview) -> None:
-        assert self._open is not None
-        self._open.write(data)
-
-    def _close(self) -> None:
-        assert self._open is not None
-        self._open.close()
-        self._open = None
+    def _add_part(self, name: str, part: bytes | IO[bytes]) -> None:
+        """On the thread: compress `part` into the zip as `name`."""
+        source = io.BytesIO(part) if isinstance(part, bytes) else part
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        # As ZipFile.write decides for a file of known size.
+        zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
+        with self._zip.open(name, "w", force_zip64=zip64) as out:
+            while chunk := source.read(COPY_BYTES):
+                out.write(chunk)
+        source.close()
 
 
 def _register_styles(book: Any) -> Styles:

@@ -12,11 +12,11 @@ new one. How values become cells is cells.py; sheets' XML is sheets.py; the zip 
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -111,18 +111,17 @@ def _write_sheets(
     """Write Results (at positions 2, 3, ...: after Summary) and Failures (after them)."""
 
     def results_sheet(title: str, index: int) -> Sheet:
-        write, done = book.stream(position=index + 2)
-        return Sheet(title, columns.results, book.styles, changes, write, done)
+        spool = book.spool()
+        done = partial(book.add, index + 2, spool)
+        return Sheet(title, columns.results, book.styles, changes, spool.write, done)
 
-    # Failures' rows come between Results' rows, so they wait in a file.
-    with tempfile.TemporaryFile() as failures_xml:
-        results = SplitSheet(RESULTS, max_rows, results_sheet)
-        failures = Sheet(FAILURES, columns.failures, book.styles, changes, failures_xml.write)
-        counts = _stream_shards(shard_paths, columns, results, failures)
-        results.close()
-        failures.close()
-        failures_xml.seek(0)
-        book.add(len(results.sheets) + 2, failures_xml)
+    results = SplitSheet(RESULTS, max_rows, results_sheet)
+    spool = book.spool()
+    failures = Sheet(FAILURES, columns.failures, book.styles, changes, spool.write)
+    counts = _stream_shards(shard_paths, columns, results, failures)
+    results.close()
+    failures.close()
+    book.add(len(results.sheets) + 2, spool)
     return counts, results, failures
 
 
