@@ -28,6 +28,11 @@ from typing import Any
 
 from pipeline.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 
+# Requests are spaced for 98% of the rate: a request that starts late (a busy CPU, the GIL)
+# lands in the next second beside ones that start on time, and the margin keeps every
+# 1-second window at the partner within 1.05 x rate + 1 while the mean stays within 2%.
+RATE_MARGIN = 0.98
+
 SUCCESS = "success"
 TRANSIENT = "transient"
 OTHER = "other"
@@ -115,7 +120,7 @@ class Limiter:
             rate = shared.rate.value
             if rate > 0:
                 start = max(start, shared.next_slot.value)
-                shared.next_slot.value = start + 1.0 / rate
+                shared.next_slot.value = start + 1.0 / (rate * RATE_MARGIN)
             return float(start)
 
     def release(self, permit: Permit, outcome: str = OTHER) -> None:

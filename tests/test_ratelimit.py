@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from pipeline.ratelimit import OTHER, SUCCESS, TRANSIENT, Limiter, SharedLimits
+from pipeline.ratelimit import (
+    OTHER,
+    RATE_MARGIN,
+    SUCCESS,
+    TRANSIENT,
+    Limiter,
+    SharedLimits,
+)
 
 
 class FakeClock:
@@ -51,7 +58,8 @@ def test_requests_are_spaced_at_one_over_rate() -> None:
         assert permit is not None
         starts.append(round(clock.now, 6))
         limiter.release(permit)
-    assert starts == [1000.0, 1000.1, 1000.2, 1000.3, 1000.4]
+    gap = 0.1 / RATE_MARGIN
+    assert starts == [round(1000.0 + i * gap, 6) for i in range(5)]
 
 
 def test_no_rate_means_no_waiting() -> None:
@@ -75,7 +83,7 @@ def test_idle_time_is_not_banked_as_a_burst() -> None:
         assert permit is not None
         starts.append(round(clock.now - 1060.0, 6))
         limiter.release(permit)
-    assert starts == [0.0, 0.5, 1.0]
+    assert starts == [0.0, round(0.5 / RATE_MARGIN, 6), round(1.0 / RATE_MARGIN, 6)]
 
 
 def test_pause_holds_requests_until_it_ends() -> None:
