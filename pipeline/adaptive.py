@@ -30,7 +30,7 @@ from dataclasses import dataclass
 MIN_RATE = 0.5  # requests/s; never slower, so the run always moves and can find its way back
 MIN_STEP = 1.0  # requests/s added per clean second at the least, so a low rate recovers
 SLOW_UPDATES = 3  # updates in a row with a slow median before latency counts as trouble
-CAUTION = 20  # how much slower the climb is within 5% of the rate that was too fast
+CAUTION = 40  # how much slower the climb is within 5% of the rate that was too fast
 
 
 @dataclass(frozen=True)

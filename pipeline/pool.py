@@ -185,7 +185,7 @@ class _Watch:
                 overloaded=sum(
                     e.errors.get("http_5xx", 0) + e.errors.get("timeout", 0) for e in events
                 ),
-                served_rate=self.served.rate(),
+                served_rate=self._served_rate(),
                 median_ms=latencies[len(latencies) // 2] if latencies else None,
                 # Only unlimited, where every busy slot is a request on the wire (under a rate
                 # limit, slots are also held by requests waiting for their turn).
@@ -196,6 +196,15 @@ class _Watch:
         if rate != self.limiter.rate():
             log.debug("Adaptive rate: %.2f requests/s", rate)
             self.limiter.set_rate(rate)
+
+    def _served_rate(self) -> float:
+        """Answers per active second over the window, taking the window as at least a second
+        long: a partner that allows H per second may serve H in the first tenth of one."""
+        samples = self.served.samples
+        if len(samples) < 2:
+            return 0.0
+        (t0, d0), (t1, d1) = samples[0], samples[-1]
+        return (d1 - d0) / max(t1 - t0, 1.0)
 
     def snapshot(self) -> RunSnapshot:
         p = self.config.processing

@@ -27,11 +27,11 @@ def test_additive_climb_slows_near_the_rate_that_was_too_fast() -> None:
     aimd = AimdController(AimdPolicy(throttle_decrease=0.9), now=0.0)
     aimd.update(Feedback(now=1.0, throttled=1, served_rate=100.0))  # 90, too fast at 100
     rates = [aimd.update(Feedback(now=3.0 + t, served_rate=90.0)) for t in range(4)]
-    # 5% of the rate per second below 95, a twentieth of that above.
+    # 5% of the rate per second below 95, a fortieth of that above.
     assert rates[0] == pytest.approx(90.0)  # first update after the cooldown: no time passed
     assert rates[1] == pytest.approx(94.5)
     assert rates[2] == pytest.approx(94.5 * 1.05)
-    assert rates[3] == pytest.approx(94.5 * 1.05 * 1.0025)
+    assert rates[3] == pytest.approx(94.5 * 1.05 * (1 + 0.05 / 40))
 
 
 def test_never_above_the_configured_limit() -> None:
