@@ -217,7 +217,8 @@ def new_session(endpoint: Endpoint) -> requests.Session:
     session.trust_env = False
     session.proxies.update(requests.utils.get_environ_proxies(endpoint.url))
     verify = endpoint.verify
-    if verify is True:
+    if verify is True and endpoint.url.startswith("https:"):
+        # Only for TLS: with a path, requests stats it on every call, to no use for http.
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.verify = verify
     return session

@@ -56,6 +56,7 @@ class SharedLimits:
         self.lock = ctx.Lock()
         self.slots = ctx.BoundedSemaphore(in_flight)
         self.capacity = in_flight
+        self.busy_shards = ctx.Value("i", 0)
         self.breaker = breaker or BreakerPolicy()
 
 
@@ -151,6 +152,21 @@ class Limiter:
         """Open the breaker now (a Retry-After too long to honour): probe after `first_probe`."""
         with self._shared.lock:
             self._store(self._shared.breaker.trip(self._breaker(), self._clock(), first_probe))
+
+    def share(self) -> int:
+        """This process's fair share of the in-flight slots: all of them when it runs the only
+        shard, an even split while others run shards too. Keeping to it spares threads from
+        queueing on the shared cap; the cap itself still holds the total."""
+        busy = max(1, int(self._shared.busy_shards.value))
+        return -(-self._shared.capacity // busy)
+
+    def shard_started(self) -> None:
+        with self._shared.busy_shards.get_lock():
+            self._shared.busy_shards.value += 1
+
+    def shard_ended(self) -> None:
+        with self._shared.busy_shards.get_lock():
+            self._shared.busy_shards.value -= 1
 
     def set_rate(self, rate: float) -> None:
         self._shared.rate.value = rate

@@ -100,9 +100,11 @@ class ShardRun:
                 self._finish(self._outcome(row, schema.INVALID_STATE, error=row[schema.INVALID]))
             else:
                 self.ready.append((row, 0))
+        self.p.limiter.shard_started()
         try:
             self._loop()
         finally:
+            self.p.limiter.shard_ended()
             self._flush()
             if self.checkpoint is not None:
                 self.checkpoint.close()
@@ -112,7 +114,8 @@ class ShardRun:
         threads, stop = self.p.settings.threads, self.p.stop
         while True:
             self._promote_due()
-            while self.in_pool < threads and self.ready and not stop.is_set():
+            share = min(threads, self.p.limiter.share())
+            while self.in_pool < share and self.ready and not stop.is_set():
                 row, attempts = self.ready.popleft()
                 if attempts == 0 and self._settled_by_copy(row):
                     continue
