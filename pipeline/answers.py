@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,6 +36,8 @@ from pipeline.store import write_parquet_atomic
 def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
     """A key per row of an input shard: equal for rows whose request bodies are equal; None
     for invalid rows (they are never sent)."""
+    import polars as pl  # here, not at the top: a worker needs it only when bodies repeat
+
     columns = sorted({c for _, cols in mapping for c in cols})
     frame = pl.from_arrow(table.select([*columns, schema.INVALID]))
     assert isinstance(frame, pl.DataFrame)
@@ -55,6 +56,8 @@ def find_repeated(
 ) -> tuple[int, int]:
     """Write the keys of bodies that occur more than once to `dest`; returns (unique bodies,
     repeated bodies) among the valid rows. Memory: 8 bytes per row for the keys."""
+    import polars as pl
+
     columns = [*sorted({c for _, cols in mapping for c in cols}), schema.INVALID]
     parts = [
         pl.Series("k", body_keys(pq.read_table(p, columns=columns), mapping), dtype=pl.UInt64)
