@@ -1,0 +1,10 @@
+"""The benchmark's parts, used by scripts/bench.py (see its docstring and BENCHMARKS.md).
+
+- `measure`: run one contender in a process of its own and measure it (wall, CPU, RSS).
+- `server`: the benchmark's mock API and what it saw (arrivals, statuses, its CPU).
+- `data`: input files (cached) and pipeline configs.
+- `bareloop`: the physical ceiling, processes x threads of plain `requests`.
+- `seed`: a re-creation of the seed's design, for comparison only.
+- `jobs`: sharding and merge contenders, run in a process of their own.
+- `table`: rows, medians and the printed table.
+"""
