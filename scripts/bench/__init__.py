@@ -6,5 +6,6 @@
 - `bareloop`: the physical ceiling, processes x threads of plain `requests`.
 - `seed`: a re-creation of the seed's design, for comparison only.
 - `jobs`: sharding and merge contenders, run in a process of their own.
-- `table`: rows, medians and the printed table.
+- `contenders`: how each contender is started; the sharding and merge scenarios.
+- `compare`: rounds (A B A B ...), medians, ratios and the printed table.
 """
