@@ -24,14 +24,13 @@ from rich.console import Console
 
 from pipeline import runinfo, schema, worker
 from pipeline.answers import find_repeated
-from pipeline.client import Endpoint, partner_urls
+from pipeline.client import Endpoint
 from pipeline.config import Config
 from pipeline.errors import (
     EXIT_FAILED_ROWS,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTAGE,
-    ConfigError,
     RunStateError,
 )
 from pipeline.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
@@ -67,7 +66,7 @@ def run(config: Config, options: RunOptions) -> int:
         interrupted = outage = False
         if tasks:
             log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
-            with _endpoint(config) as endpoint:
+            with runinfo.open_endpoint(config) as endpoint:
                 result = _execute(config, layout, endpoint, tasks, info, options.progress)
             interrupted = result.interrupted or not all(r.finished for r in result.reports)
             outage = result.outage
@@ -207,38 +206,6 @@ def _tasks(layout: RunLayout, retry_failed: bool) -> list[worker.ShardTask]:
                 tasks.append(worker.ShardTask(name, retry_failed=True))
         tasks.sort(key=lambda t: t.name)
     return tasks
-
-
-@contextlib.contextmanager
-def _endpoint(config: Config) -> Iterator[Endpoint]:
-    """The endpoint to call; with `[api] mock = true`, a mock API started for the run."""
-    api = config.api
-    key = os.environ.get(api.key_env, "")
-    verify: str | bool = api.ca_bundle or True
-    with contextlib.ExitStack() as stack:
-        url = api.url
-        if api.mock:
-            from pipeline import mockapi
-
-            settings = runinfo.mock_settings(config)
-            mock = stack.enter_context(mockapi.start_mock_process(settings))
-            url = mock.base_url + "/cg/api/pro"
-            key = key or settings.api_key
-            log.info("Started the mock CardGenius API on %s", mock.base_url)
-        token_url = ""
-        if api.auth == "partner-token":
-            if not key:
-                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
-            url, token_url = partner_urls(url)
-        yield Endpoint(
-            url=url,
-            auth=api.auth,
-            token_url=token_url,
-            api_key=key,
-            timeout=api.timeout,
-            connect_timeout=api.connect_timeout,
-            verify=verify,
-        )
 
 
 def _execute(

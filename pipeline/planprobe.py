@@ -6,26 +6,22 @@ measuring each answer; `ProbeResult` holds the measurements as plain numbers.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import runinfo
 from pipeline.client import (
     CardGeniusClient,
-    Endpoint,
     TokenSource,
     fetch_token,
     new_session,
-    partner_urls,
 )
 from pipeline.config import Config
-from pipeline.errors import CallError, ConfigError
+from pipeline.errors import CallError
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ def run_probe(
     sizes: list[tuple[int, int, int]] = []
     latencies: list[float] = []
     errors: list[str] = []
-    with _endpoint(config) as endpoint:
+    with runinfo.open_endpoint(config) as endpoint:
         session = new_session(endpoint)
         session.hooks["response"].append(functools.partial(_record_sizes, sizes))
         tokens = TokenSource(endpoint, fetch_token) if endpoint.auth == "partner-token" else None
@@ -98,32 +94,3 @@ def _record_sizes(sizes: list[tuple[int, int, int]], response: Any, *args: Any, 
     head = f"{request.method} {request.path_url} HTTP/1.1\r\nHost: {response.url}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()) + "\r\n"
     sizes.append((len(head) + len(request.body or b""), len(body), wire))
-
-
-@contextlib.contextmanager
-def _endpoint(config: Config) -> Iterator[Endpoint]:
-    """Where the probe calls: the configured API, or a mock started for it (`mock = true`)."""
-    api = config.api
-    key = os.environ.get(api.key_env, "")
-    with contextlib.ExitStack() as stack:
-        url = api.url
-        if api.mock:
-            from pipeline.mockapi import start_mock_process
-
-            settings = runinfo.mock_settings(config)
-            url = stack.enter_context(start_mock_process(settings)).base_url + "/cg/api/pro"
-            key = key or settings.api_key
-        token_url = ""
-        if api.auth == "partner-token":
-            if not key:
-                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
-            url, token_url = partner_urls(url)
-        yield Endpoint(
-            url=url,
-            auth=api.auth,
-            token_url=token_url,
-            api_key=key,
-            timeout=api.timeout,
-            connect_timeout=api.connect_timeout,
-            verify=api.ca_bundle or True,
-        )

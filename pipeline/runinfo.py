@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -18,8 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.client import Endpoint, partner_urls
 from pipeline.config import Config
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.merge import (
     ExportReport,
     MergeReport,
@@ -206,6 +208,38 @@ def mock_settings(config: Config) -> Any:
         cards=m.cards,
         seed=m.seed,
     )
+
+
+@contextlib.contextmanager
+def open_endpoint(config: Config) -> Iterator[Endpoint]:
+    """The endpoint to call; with `[api] mock = true`, a mock API started for the run."""
+    api = config.api
+    key = os.environ.get(api.key_env, "")
+    verify: str | bool = api.ca_bundle or True
+    with contextlib.ExitStack() as stack:
+        url = api.url
+        if api.mock:
+            from pipeline import mockapi
+
+            settings = mock_settings(config)
+            mock = stack.enter_context(mockapi.start_mock_process(settings))
+            url = mock.base_url + "/cg/api/pro"
+            key = key or settings.api_key
+            log.info("Started the mock CardGenius API on %s", mock.base_url)
+        token_url = ""
+        if api.auth == "partner-token":
+            if not key:
+                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
+            url, token_url = partner_urls(url)
+        yield Endpoint(
+            url=url,
+            auth=api.auth,
+            token_url=token_url,
+            api_key=key,
+            timeout=api.timeout,
+            connect_timeout=api.connect_timeout,
+            verify=verify,
+        )
 
 
 @contextlib.contextmanager

@@ -6,37 +6,20 @@ card rewards, scoring turns a value into rupees per month, the text lists breakd
 
 from __future__ import annotations
 
-MONTHLY_FIELDS = (
-    "amazon_spends",
-    "flipkart_spends",
-    "grocery_spends_online",
-    "online_food_ordering",
-    "other_online_spends",
-    "other_offline_spends",
-    "dining_or_going_out",
-    "fuel",
-    "school_fees",
-    "rent",
-    "mobile_phone_bills",
-    "electricity_bills",
-    "water_bills",
-    "ott_channels",
-    "all_pharmacy",
-)
-"""Spend fields in rupees per month."""
+from pipeline.cardgenius import ANNUAL_FIELDS, MONTHLY_FIELDS, QUARTERLY_FIELDS
 
-ANNUAL_FIELDS = (
-    "hotels_annual",
-    "flights_annual",
-    "insurance_health_annual",
-    "insurance_car_or_bike_annual",
-    "large_electronics_purchase_like_mobile_tv_etc",
-)
-"""Spend fields in rupees per year; divided by 12 for the monthly figure."""
+__all__ = [
+    "ANNUAL_FIELDS",
+    "LOUNGE_VISIT_VALUE",
+    "MONTHLY_FIELDS",
+    "QUARTERLY_FIELDS",
+    "SPEND_FIELDS",
+]
 
-QUARTERLY_FIELDS = ("domestic_lounge_usage_quarterly", "international_lounge_usage_quarterly")
-"""Lounge visits per quarter; valued at `LOUNGE_VISIT_VALUE` rupees a visit, divided by 3."""
-
+# The protocol's field lists are the client's (pipeline/cardgenius.py): one definition of
+# cardgenius-api.md's request body for both sides. Monthly: rupees per month; annual: rupees
+# per year, divided by 12 for the monthly figure; quarterly: lounge visits per quarter, valued
+# at `LOUNGE_VISIT_VALUE` rupees a visit, divided by 3.
 SPEND_FIELDS = MONTHLY_FIELDS + ANNUAL_FIELDS + QUARTERLY_FIELDS
 """Every request field that carries a spend, in the order breakdowns list them."""
 

@@ -127,4 +127,6 @@ def serve(
             f"CardGenius mock API on {server.base_url} ({settings.cards} cards, latency "
             f"{settings.latency_ms:g}±{settings.jitter_ms:g} ms) - Ctrl+C to stop"
         )
-        threading.Event().wait()
+        forever = threading.Event()
+        while not forever.wait(0.5):  # short waits: Ctrl+C is seen at once on every platform
+            pass
