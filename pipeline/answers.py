@@ -80,16 +80,24 @@ class AnswerCache:
     """One process's connection to the run's answer store."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    @staticmethod
+    def create(path: Path) -> None:
+        """Make the store once, in the coordinator, before any worker opens it: switching a
+        database to WAL needs it to itself, so workers starting together must not race to."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)"
             )
-            self._db.commit()
+            db.commit()
+        finally:
+            db.close()
 
     def get(self, key: int) -> dict[str, Any] | None:
         with self._lock:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline import worker
 from pipeline.adaptive import AimdController, AimdPolicy, Feedback
+from pipeline.answers import AnswerCache
 from pipeline.client import Endpoint
 from pipeline.config import Config
 from pipeline.errors import EXIT_INTERRUPTED, PipelineError
@@ -74,6 +75,8 @@ class ShardPool:
         )
 
     def run(self, tasks: list[worker.ShardTask], progress: Progress) -> PoolResult:
+        if self.config.processing.dedupe_requests:
+            AnswerCache.create(self.layout.answers_file)
         processes = max(1, min(self.config.processing.processes, len(tasks)))
         ctx = multiprocessing.get_context("spawn")
         p = self.config.processing
