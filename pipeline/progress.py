@@ -258,10 +258,7 @@ class NullProgress:
     def event(self, event: WorkerEvent) -> None:
         pass
 
-    def advance(self, counts: Mapping[str, int]) -> None:
-        pass
-
-    def tick(self, snapshot: RunSnapshot | None = None) -> None:
+    def tick(self, snapshot: RunSnapshot) -> None:
         pass
 
     def finish(self) -> None:
@@ -290,11 +287,7 @@ class LogProgress:
     def event(self, event: WorkerEvent) -> None:
         self.stats.add(event)
 
-    def advance(self, counts: Mapping[str, int]) -> None:
-        """Rows that just reached a final state, by state (the interface before `event`)."""
-        self.stats.counts.update(counts)
-
-    def tick(self, snapshot: RunSnapshot | None = None) -> None:
+    def tick(self, snapshot: RunSnapshot) -> None:
         self.stats.sample(snapshot)
         now = self.clock()
         if now - self._last_line >= self.interval:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pipeline.progress import LogProgress, RateWindow, format_duration
+from pipeline.progress import LogProgress, RateWindow, RunSnapshot, WorkerEvent, format_duration
 
 
 class Clock:
@@ -25,8 +25,10 @@ def test_log_lines_at_most_every_interval(caplog: pytest.LogCaptureFixture) -> N
         progress.start(total=1000, done=200)
         for _ in range(10):  # 1 s steps, 20 users each
             clock.now += 1.0
-            progress.advance({"ok": 18, "failed": 2})
-            progress.tick()
+            progress.event(
+                WorkerEvent(1, "shard-00000.parquet", "working", 0, 0, {"ok": 18, "failed": 2})
+            )
+            progress.tick(RunSnapshot())
         progress.finish()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3  # at 5 s, at 10 s, and the final line
