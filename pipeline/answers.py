@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import schema
-from pipeline.store import write_parquet_atomic
+from pipeline.store import read_parquet, write_parquet_atomic
 
 
 def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
@@ -60,7 +59,7 @@ def find_repeated(
 
     columns = [*sorted({c for _, cols in mapping for c in cols}), schema.INVALID]
     parts = [
-        pl.Series("k", body_keys(pq.read_table(p, columns=columns), mapping), dtype=pl.UInt64)
+        pl.Series("k", body_keys(read_parquet(p, columns), mapping), dtype=pl.UInt64)
         for p in shard_paths
     ]
     keys = pl.concat(parts).drop_nulls() if parts else pl.Series("k", [], dtype=pl.UInt64)
@@ -71,7 +70,7 @@ def find_repeated(
 
 def read_repeated(path: Path) -> set[int]:
     try:
-        return set(pq.read_table(path).column("k").to_pylist())
+        return set(read_parquet(path).column("k").to_pylist())
     except FileNotFoundError:
         return set()
 

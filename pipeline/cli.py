@@ -19,6 +19,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.config import Config, load_config
 from pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, PipelineError
+from pipeline.imports import skip_pandas
 
 log = logging.getLogger("pipeline")
 
@@ -35,6 +36,7 @@ _OVERRIDES = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    skip_pandas()
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)

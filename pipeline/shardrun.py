@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import cardgenius, schema
 from pipeline.answers import body_keys
@@ -34,7 +33,7 @@ from pipeline.errors import CallError, PermanentError, TransientError
 from pipeline.progress import WorkerEvent
 from pipeline.ratelimit import OTHER, SUCCESS, TRANSIENT
 from pipeline.retry import error_kind
-from pipeline.store import Checkpoint, read_checkpoint, write_parquet_atomic
+from pipeline.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
 from pipeline.worker import ShardReport, ShardTask, WorkerProcess
 
 CHECKPOINT_ROWS = 50
@@ -80,7 +79,7 @@ class ShardRun:
 
     def run(self) -> ShardReport:
         layout, name = self.p.layout, self.task.name
-        table = pq.read_table(layout.input_shard(name))
+        table = read_parquet(layout.input_shard(name))
         rows = table.to_pylist()
         self.shard_rows = len(rows)
         if self.p.repeated:  # only rows whose body occurs more than once take part in dedupe
@@ -88,7 +87,7 @@ class ShardRun:
                 if key in self.p.repeated:
                     row["_key"] = key
         if self.task.retry_failed:
-            for old in pq.read_table(layout.result_shard(name)).to_pylist():
+            for old in read_parquet(layout.result_shard(name)).to_pylist():
                 if old[schema.STATUS] != schema.FAILED:
                     self.outcomes[old[schema.ROW]] = old
         self.outcomes.update(read_checkpoint(layout.checkpoint(name), schema.ROW))

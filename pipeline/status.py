@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.retry import error_kind
-from pipeline.store import RunLayout, read_checkpoint, read_run
+from pipeline.store import RunLayout, read_checkpoint, read_parquet, read_run
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -28,8 +26,8 @@ def collect(config: Config) -> dict[str, Any]:
     states: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     for name in sorted(finished):
-        table = pq.read_table(
-            layout.result_shard(name), columns=[schema.STATUS, schema.HTTP_STATUS, schema.ERROR]
+        table = read_parquet(
+            layout.result_shard(name), [schema.STATUS, schema.HTTP_STATUS, schema.ERROR]
         )
         cols = table.to_pydict()
         for state, http, err in zip(

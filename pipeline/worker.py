@@ -25,6 +25,7 @@ from typing import Any
 from pipeline import cardgenius, schema
 from pipeline.answers import AnswerCache, read_repeated
 from pipeline.client import CardGeniusClient, Endpoint, TokenSource, fetch_token, new_session
+from pipeline.imports import skip_pandas
 from pipeline.ratelimit import Limiter, SharedLimits
 from pipeline.retry import RetryPolicy
 from pipeline.store import RunLayout
@@ -81,6 +82,7 @@ def init_process(settings: WorkerSettings, limits: SharedLimits, events: Any, st
     (it sets `stop`), so the workers ignore SIGINT and finish their in-flight requests.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    skip_pandas()
     init_local(settings, limits, events, stop)
     _watch_parent(stop)
 
