@@ -1,10 +1,11 @@
 """Runs a list of shards: the worker pool, the shared limits, events, signals.
 
-`ShardPool(config, layout, endpoint).run(tasks, progress)` starts `processes` worker processes
-(or, for `processes = 1`, runs the shards in this process on one background thread: the same
-interface, and the way to debug), feeds worker events to the progress view, gives the view a
-`RunSnapshot` of the shared limits a few times a second, and turns the first Ctrl+C or SIGTERM
-into an orderly stop (in-flight requests end, checkpoints are flushed).
+`ShardPool(config, layout)` starts `processes` worker processes (or, for `processes = 1`, runs
+the shards in this process on one background thread: the same interface, and the way to
+debug). `run(endpoint, tasks, progress)` runs the shards on them, feeds worker events to the
+progress view, gives the view a `RunSnapshot` of the shared limits a few times a second, and
+turns the first Ctrl+C or SIGTERM into an orderly stop (in-flight requests end, checkpoints
+are flushed).
 """
 
 from __future__ import annotations
@@ -49,15 +50,43 @@ class PoolResult:
 
 
 class ShardPool:
-    def __init__(self, config: Config, layout: RunLayout, endpoint: Endpoint) -> None:
+    """The worker processes of one run, started on creation (they import their modules while
+    the coordinator shards the input) and closed with the pool (`with ShardPool(...)`)."""
+
+    def __init__(self, config: Config, layout: RunLayout) -> None:
         self.config = config
         self.layout = layout
-        self.endpoint = endpoint
+        p = config.processing
+        ctx = multiprocessing.get_context("spawn")
+        self.limits = SharedLimits(ctx, p.rate_limit, p.max_workers)
+        self.executor: Executor
+        if p.processes > 1:
+            self.events: Any = ctx.Queue()
+            self.stop: Any = ctx.Event()
+            self.executor = ProcessPoolExecutor(
+                p.processes,
+                mp_context=ctx,
+                initializer=worker.init_process,
+                initargs=(self.limits, self.events, self.stop, os.getpid()),
+            )
+            for _ in range(p.processes):  # each submit to a pool with no idle process starts one
+                self.executor.submit(worker.ready)
+        else:
+            self.events, self.stop = queue.Queue(), threading.Event()
+            worker.init_local(self.limits, self.events, self.stop)
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="shard")
 
-    def settings(self) -> worker.WorkerSettings:
+    def __enter__(self) -> ShardPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()  # workers still busy (an error, Ctrl+C) stop sending at once
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def settings(self, endpoint: Endpoint) -> worker.WorkerSettings:
         c = self.config
         return worker.WorkerSettings(
-            endpoint=self.endpoint,
+            endpoint=endpoint,
             policy=RetryPolicy(
                 max_attempts=c.retry.max_attempts,
                 backoff_initial=c.retry.backoff_initial,
@@ -74,37 +103,23 @@ class ShardPool:
             dedupe=c.processing.dedupe_requests,
         )
 
-    def run(self, tasks: list[worker.ShardTask], progress: Progress) -> PoolResult:
+    def run(
+        self, endpoint: Endpoint, tasks: list[worker.ShardTask], progress: Progress
+    ) -> PoolResult:
         if self.config.processing.dedupe_requests:
             AnswerCache.create(self.layout.answers_file)
-        processes = max(1, min(self.config.processing.processes, len(tasks)))
-        ctx = multiprocessing.get_context("spawn")
-        p = self.config.processing
-        limits = SharedLimits(ctx, p.rate_limit, p.max_workers)
-        settings = self.settings()
-        executor: Executor
-        if processes > 1:
-            events: Any = ctx.Queue()
-            stop: Any = ctx.Event()
-            executor = ProcessPoolExecutor(
-                processes,
-                mp_context=ctx,
-                initializer=worker.init_process,
-                initargs=(settings, limits, events, stop),
-            )
-        else:
-            events, stop = queue.Queue(), threading.Event()
-            worker.init_local(settings, limits, events, stop)
-            executor = ThreadPoolExecutor(1, thread_name_prefix="shard")
-        watch = _Watch(self.config, Limiter(limits, stop), stop)
-        with _signals(stop), executor:
-            futures = [executor.submit(worker.run_shard, task) for task in tasks]
+        settings = self.settings(endpoint)
+        watch = _Watch(self.config, Limiter(self.limits, self.stop), self.stop)
+        with _signals(self.stop):
+            futures = [self.executor.submit(worker.run_shard, settings, t) for t in tasks]
+            for future in futures:  # wake the collector when a shard ends, not at its next tick
+                future.add_done_callback(lambda _: self.events.put(None))
             try:
-                reports = self._collect(futures, events, progress, watch)
+                reports = self._collect(futures, self.events, progress, watch)
             except BaseException:
-                stop.set()
+                self.stop.set()
                 raise
-        return PoolResult(reports, interrupted=stop.is_set(), outage=watch.gave_up)
+        return PoolResult(reports, interrupted=self.stop.is_set(), outage=watch.gave_up)
 
     def _collect(
         self,
@@ -116,12 +131,14 @@ class ShardPool:
         """Feed events to the progress view and the watch until every shard is done."""
         while not all(f.done() for f in futures):
             for event in _drain(events, timeout=TICK_SECONDS):
-                progress.event(event)
-                watch.event(event)
+                if event is not None:
+                    progress.event(event)
+                    watch.event(event)
             watch.tick()
             progress.tick(watch.snapshot())
         for event in _drain(events, timeout=0.0):
-            progress.event(event)
+            if event is not None:
+                progress.event(event)
         reports = []
         for future in futures:
             try:
@@ -223,9 +240,10 @@ class _Watch:
         )
 
 
-def _drain(events: Any, timeout: float) -> list[WorkerEvent]:
-    """The events waiting on the queue (waiting up to `timeout` for the first)."""
-    drained: list[WorkerEvent] = []
+def _drain(events: Any, timeout: float) -> list[WorkerEvent | None]:
+    """The events waiting on the queue (waiting up to `timeout` for the first); None is a
+    wake-up: a shard has ended."""
+    drained: list[WorkerEvent | None] = []
     try:
         drained.append(events.get(timeout=timeout) if timeout else events.get_nowait())
         while True:

@@ -18,7 +18,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from openpyxl import load_workbook
 
 from pipeline.errors import InputError
 
@@ -178,6 +177,8 @@ def _check_parquet_type(source: Path, column: str, kind: Any) -> None:
 
 @contextlib.contextmanager
 def _workbook(source: Path) -> Iterator[Any]:
+    from openpyxl import load_workbook  # ~0.1 s, for XLSX input only
+
     try:
         with warnings.catch_warnings():  # openpyxl warns about styles and extensions it drops
             warnings.simplefilter("ignore")

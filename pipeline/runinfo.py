@@ -17,19 +17,16 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.client import Endpoint, partner_urls
 from pipeline.config import Config
 from pipeline.errors import ConfigError, InputError
-from pipeline.merge import (
-    ExportReport,
-    MergeReport,
-    export_csv,
-    export_parquet,
-    write_workbook,
-)
 from pipeline.store import RunLayout, read_run, write_json_atomic
+
+if TYPE_CHECKING:
+    from pipeline.merge.export import ExportReport
+    from pipeline.merge.workbook import MergeReport
 
 log = logging.getLogger("pipeline")
 RUN_FORMAT = 1
@@ -141,6 +138,9 @@ MERGE_FORMATS = ("xlsx", "parquet", "csv")
 def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeReport | ExportReport:
     """Write the run's results from the result shards that exist now: the workbook (`xlsx`), or
     every row as `parquet` or `csv` beside it, named like it (`results.parquet`)."""
+    # Imported here: openpyxl and the writer are ~0.2 s a run needs only at its end.
+    from pipeline.merge import export_csv, export_parquet, write_workbook
+
     if fmt not in MERGE_FORMATS:
         raise ValueError(f"format {fmt!r}: must be one of {', '.join(MERGE_FORMATS)}")
     # Shard names hold their index, zero-padded to 5 digits and longer past 99,999: by length

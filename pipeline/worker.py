@@ -1,9 +1,10 @@
 """A worker process: runs one shard at a time on a small pool of request threads.
 
-The coordinator starts each process with `init_process(settings, limits, events, stop)`; the
-process then builds its own resources (a thread pool, one `requests.Session` per thread, one
-partner-token source) and runs `run_shard(task)` for each shard it is given. Only plain,
-picklable values cross the process boundary: `WorkerSettings` and `ShardTask` in,
+The coordinator starts each process with `init_process(limits, events, stop)` as early as it
+can, so that the process imports its modules while the coordinator shards the input. The
+process runs `run_shard(settings, task)` for each shard it is given and builds its resources
+(a thread pool, one `requests.Session` per thread, one partner-token source) on the first.
+Only plain, picklable values cross the process boundary: `WorkerSettings` and `ShardTask` in,
 `ShardReport` out, `WorkerEvent`s on the `events` queue.
 
 A shard is run by a `ShardRun` (shardrun.py): the threads only ask the shared limiter and
@@ -72,44 +73,66 @@ class ShardReport:
 
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
-_process: WorkerProcess | None = None
 
 
-def init_process(settings: WorkerSettings, limits: SharedLimits, events: Any, stop: Any) -> None:
-    """Pool initializer: build this process's resources once.
+@dataclass
+class _Shared:
+    limits: SharedLimits
+    events: Any
+    stop: Any
+    process: WorkerProcess | None = None
+
+
+_shared: _Shared | None = None
+
+
+def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int) -> None:
+    """Pool initializer: the run's shared state, and the modules a shard needs.
 
     Ctrl+C reaches every process of the terminal's group; only the coordinator acts on it
     (it sets `stop`), so the workers ignore SIGINT and finish their in-flight requests.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     skip_pandas()
-    init_local(settings, limits, events, stop)
-    _watch_parent(stop)
+    init_local(limits, events, stop)
+    _watch_parent(stop, coordinator)
+    import pipeline.shardrun  # noqa: F401  (now, while the coordinator is still sharding)
 
 
-def init_local(settings: WorkerSettings, limits: SharedLimits, events: Any, stop: Any) -> None:
+def init_local(limits: SharedLimits, events: Any, stop: Any) -> None:
     """Set up shard running in this process (the serial executor calls this directly)."""
-    global _process
-    _process = WorkerProcess(settings, Limiter(limits, stop), events, stop)
+    global _shared
+    _shared = _Shared(limits, events, stop)
 
 
-def run_shard(task: ShardTask) -> ShardReport:
+def ready() -> None:
+    """A task that does nothing: submitting one makes the pool start a process."""
+
+
+def run_shard(settings: WorkerSettings, task: ShardTask) -> ShardReport:
     """Pool entry point: run one shard in this process."""
     from pipeline.shardrun import ShardRun
 
-    if _process is None:
+    if _shared is None:
         raise RuntimeError("run_shard called before init_process")
-    return ShardRun(_process, task).run()
+    if _shared.process is None or _shared.process.settings != settings:
+        if _shared.process is not None:
+            _shared.process.pool.shutdown()
+        _shared.process = WorkerProcess(
+            settings, Limiter(_shared.limits, _shared.stop), _shared.events, _shared.stop
+        )
+    return ShardRun(_shared.process, task).run()
 
 
-def _watch_parent(stop: Any) -> None:
+def _watch_parent(stop: Any, parent: int) -> None:
     """If the coordinator dies (kill -9), stop sending requests within a second and exit.
 
     The pool's threads check `stop` before every request; in-flight calls get a moment to end
     and be checkpointed before the process exits. The watch goes on after `stop` is set (by
-    the coordinator or another orphan), so an orphan never lingers idle.
+    the coordinator or another orphan), so an orphan never lingers idle. `parent` is the
+    coordinator's pid as it gave it: a worker still starting when the coordinator died has
+    another parent already.
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

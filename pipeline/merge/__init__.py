@@ -8,10 +8,27 @@ export.py    the Parquet and CSV exports of every row
 shards.py    reading result shards: each output's columns, batches, counts by state
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pipeline.merge.cells import MAX_CELL_CHARS, MONEY_FORMAT, TRUNCATED_SUFFIX
 from pipeline.merge.export import ExportReport, export_csv, export_parquet
 from pipeline.merge.shards import read_outcome_counts
-from pipeline.merge.workbook import EXCEL_MAX_DATA_ROWS, MergeReport, write_workbook
+
+if TYPE_CHECKING:
+    from pipeline.merge.workbook import EXCEL_MAX_DATA_ROWS, MergeReport, write_workbook
+
+_WORKBOOK = {"EXCEL_MAX_DATA_ROWS", "MergeReport", "write_workbook"}
+
+
+def __getattr__(name: str) -> Any:
+    """The workbook writer on first use: it imports openpyxl (~0.15 s), which a run needs only
+    at its end and `status` never."""
+    if name in _WORKBOOK:
+        from pipeline.merge import workbook
+
+        return getattr(workbook, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EXCEL_MAX_DATA_ROWS",
