@@ -7,6 +7,7 @@ See ../shared/spec/cardgenius-api.md for the protocol.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,7 +67,10 @@ def cards_of(payload: Any, *, wrapped: bool) -> list[Mapping[str, Any]]:
     if payload.get("success") is not True:
         raise BadBody(_message(payload, "answer without success: true"))
     savings = payload.get("savings")
-    if not isinstance(savings, list) or not all(isinstance(c, Mapping) for c in savings):
+    # type() first: JSON objects decode to dicts, and an ABC isinstance per card is slower.
+    if not isinstance(savings, list) or not all(
+        type(c) is dict or isinstance(c, Mapping) for c in savings
+    ):
         raise BadBody("answer has no 'savings' list of cards")
     return savings
 
@@ -80,6 +84,9 @@ def _message(payload: Any, fallback: str) -> str:
 def money(value: Any) -> float | None:
     """A money field as a number: JSON numbers as they are, digit strings parsed
     ("1,000" too); null, "" and anything else unreadable is None."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case first (bool is not int here)
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -137,24 +144,46 @@ def derive(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int
         "cards_returned": len(cards),
         "best_card_savings_gap": ranked[0][0] - ranked[1][0] if len(ranked) >= 2 else None,
     }
-    for k in range(1, top_n + 1):
-        net, card = ranked[k - 1] if k <= len(ranked) else (None, {})
+    for k, names in enumerate(_top_names(tuple(mapped), top_n)):
+        card_id, card_name, fees, yearly, extra, net_name, savings = names
+        if k >= len(ranked):
+            row.update(dict.fromkeys((card_id, card_name, fees, yearly, extra, net_name)))
+            row.update(dict.fromkeys(name for _, name in savings))
+            continue
+        net, card = ranked[k]
+        row[card_id] = _card_id(card.get("id"))
+        row[card_name] = _text(card.get("card_name"))
+        row[fees] = money(card.get("joining_fees"))
+        row[yearly] = money(card.get("total_savings_yearly"))
+        row[extra] = money(card.get("total_extra_benefits")) or 0.0
+        row[net_name] = net
         breakdown = card.get("spending_breakdown")
         if not isinstance(breakdown, Mapping):
             breakdown = {}
-        row[f"top{k}_card_id"] = _card_id(card.get("id"))
-        row[f"top{k}_card_name"] = _text(card.get("card_name"))
-        row[f"top{k}_joining_fees"] = money(card.get("joining_fees")) if card else None
-        row[f"top{k}_total_savings_yearly"] = money(card.get("total_savings_yearly"))
-        row[f"top{k}_total_extra_benefits"] = (
-            (money(card.get("total_extra_benefits")) or 0.0) if card else None
-        )
-        row[f"top{k}_net_savings"] = net
-        for f in mapped:
+        for f, name in savings:
             item = breakdown.get(f)
             saved = money(item.get("savings")) if isinstance(item, Mapping) else None
-            row[f"top{k}_{f}_savings"] = (saved or 0.0) if card else None
+            row[name] = saved or 0.0
     return row
+
+
+@functools.lru_cache(maxsize=16)
+def _top_names(
+    mapped: tuple[str, ...], top_n: int
+) -> tuple[tuple[str, str, str, str, str, str, tuple[tuple[str, str], ...]], ...]:
+    """Column names of each top-k card: made once, not per user."""
+    return tuple(
+        (
+            f"top{k}_card_id",
+            f"top{k}_card_name",
+            f"top{k}_joining_fees",
+            f"top{k}_total_savings_yearly",
+            f"top{k}_total_extra_benefits",
+            f"top{k}_net_savings",
+            tuple((f, f"top{k}_{f}_savings") for f in mapped),
+        )
+        for k in range(1, top_n + 1)
+    )
 
 
 def _card_id(value: Any) -> int | None:
