@@ -66,6 +66,9 @@ class Permit:
     """This request is the breaker's probe: its outcome decides whether the outage is over."""
 
 
+_SEND = Permit()
+
+
 class Limiter:
     """A process's handle on the shared limits."""
 
@@ -103,6 +106,8 @@ class Limiter:
     def _admit(self) -> Permit | None:
         """Wait while the breaker is open and it is not this request's turn to probe."""
         shared = self._shared
+        if shared.breaker_values[1] == 0:  # closed: admitting changes nothing, so no lock
+            return _SEND
         while True:
             with shared.lock:
                 now = self._clock()
@@ -116,6 +121,9 @@ class Limiter:
     def _schedule(self) -> float:
         """When this request may start: after any pause, and its place in the rate's schedule."""
         shared = self._shared
+        if shared.rate.value <= 0:  # no rate limit: only a pause can hold the request
+            now = self._clock()
+            return max(now, float(shared.paused_until.value))
         with shared.lock:
             start = max(self._clock(), shared.paused_until.value)
             rate = shared.rate.value
