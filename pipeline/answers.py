@@ -6,15 +6,18 @@ the body), so the body is sent once per run and the answer copied to every such 
 
 After sharding, the coordinator finds the bodies that occur more than once (`find_repeated`,
 vectorised: a hash of the per-field sums, as `cardgenius.build_body` makes them) and writes
-their keys to `shards/repeated.parquet`. Only rows with such a body take part: within a shard,
-a row whose body is already in flight waits for that answer; across shards and processes,
-answers are looked up in `out/answers.sqlite`, which each process appends to when it
-checkpoints (WAL mode, so readers never wait for a writer). So the store holds one answer per
-repeated body, not one per row. A row that arrives while its twin is still in flight in
-another process is sent itself: rare, and harmless.
+their keys to `shards/repeated.parquet`, each with its owner: the first valid row with that
+body. Only rows with such a body take part, and only the owner sends it. Its twins wait for
+the answer: within the owner's shard, as followers of the request in flight; in later
+shards (in any process), by looking the answer up in `out/answers.sqlite`, which each process
+appends to when it checkpoints (WAL mode, so readers never wait for a writer). The owner is
+in the same shard or an earlier one, and shards start in order, so a twin never waits for a
+shard that has not started. The store holds one answer per repeated body, not one per row.
 
-Only final answers are kept: ok, no_cards, and permanent refusals (a 4xx). A row that failed
-on transient errors is not copied; its twins try for themselves.
+Only final answers are copied: ok, no_cards, and permanent refusals (a 4xx). When the owner
+fails on transient errors, the store gets a `RELEASED` mark instead, and its twins try for
+themselves. `rerun-failed` does not wait for owners: its rows send unless a good answer is
+known.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import schema
-from pipeline.store import read_parquet, write_parquet_atomic
+from pipeline.store import RunLayout, read_parquet, write_parquet_atomic
 
 
 def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
@@ -50,29 +53,53 @@ def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> 
     return list(keys["k"].to_list())
 
 
+RELEASED = {schema.STATUS: "released"}
+"""The store's mark for a body whose owner failed on transient errors: twins send it themselves."""
+
+
 def find_repeated(
     shard_paths: Sequence[Path], mapping: Sequence[tuple[str, Sequence[str]]], dest: Path
 ) -> tuple[int, int]:
-    """Write the keys of bodies that occur more than once to `dest`; returns (unique bodies,
-    repeated bodies) among the valid rows. Memory: 8 bytes per row for the keys."""
+    """Write the keys of bodies that occur more than once, with their owner rows, to `dest`;
+    returns (unique bodies, repeated bodies) among the valid rows. Memory: 20 bytes a row."""
     import polars as pl
 
-    columns = [*sorted({c for _, cols in mapping for c in cols}), schema.INVALID]
-    parts = [
-        pl.Series("k", body_keys(read_parquet(p, columns), mapping), dtype=pl.UInt64)
-        for p in shard_paths
-    ]
-    keys = pl.concat(parts).drop_nulls() if parts else pl.Series("k", [], dtype=pl.UInt64)
-    repeated = keys.filter(keys.is_duplicated()).unique()
-    write_parquet_atomic(pa.table({"k": repeated.to_arrow()}), dest)
-    return keys.n_unique(), len(repeated)
+    columns = [*sorted({c for _, cols in mapping for c in cols}), schema.INVALID, schema.ROW]
+    parts = []
+    for path in shard_paths:
+        table = read_parquet(path, columns)
+        keys = pl.Series("k", body_keys(table, mapping), dtype=pl.UInt64)
+        rows = pl.Series("owner", table.column(schema.ROW)).cast(pl.Int64)
+        parts.append(
+            pl.DataFrame([keys, rows]).with_columns(
+                pl.lit(RunLayout.shard_index(path.name), pl.Int32).alias("shard")
+            )
+        )
+    empty = pl.DataFrame(schema={"k": pl.UInt64, "owner": pl.Int64, "shard": pl.Int32})
+    frame = pl.concat(parts).drop_nulls("k") if parts else empty
+    # The owner is the body's first row: the lowest row number, in the lowest shard.
+    repeated = (
+        frame.group_by("k")
+        .agg(pl.col("owner").min(), pl.col("shard").min(), pl.len().alias("n"))
+        .filter(pl.col("n") > 1)
+        .select("k", "owner", "shard")
+    )
+    write_parquet_atomic(repeated.to_arrow(), dest)
+    return frame["k"].n_unique(), len(repeated)
 
 
-def read_repeated(path: Path) -> set[int]:
+def read_repeated(path: Path) -> dict[int, tuple[int, int] | None]:
+    """Repeated body keys -> (owner row, owner's shard index); None in a folder made before
+    owners were kept: then the first twin to go sends."""
     try:
-        return set(read_parquet(path).column("k").to_pylist())
+        table = read_parquet(path)
     except FileNotFoundError:
-        return set()
+        return {}
+    keys = table.column("k").to_pylist()
+    if "owner" not in table.column_names:
+        return dict.fromkeys(keys)
+    owners = zip(table.column("owner").to_pylist(), table.column("shard").to_pylist(), strict=True)
+    return dict(zip(keys, owners, strict=True))
 
 
 class AnswerCache:
@@ -104,6 +131,19 @@ class AnswerCache:
                 "SELECT answer FROM answers WHERE key = ?", (str(key),)
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def get_many(self, keys: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The known answers among `keys`."""
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):  # SQLite's limit on variables, with room
+            chunk = [str(k) for k in keys[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk
+                ).fetchall()
+            found.update((int(key), json.loads(answer)) for key, answer in rows)
+        return found
 
     def put_many(self, answers: Mapping[int, Mapping[str, Any]]) -> None:
         if not answers:

@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import cardgenius, schema
-from pipeline.answers import body_keys
+from pipeline.answers import RELEASED, body_keys
 from pipeline.client import Answer
 from pipeline.errors import CallError, PermanentError, TransientError
 from pipeline.progress import WorkerEvent
@@ -45,6 +45,8 @@ from pipeline.worker import ShardReport, ShardTask, WorkerProcess
 CHECKPOINT_ROWS = 50
 CHECKPOINT_SECONDS = 1.0
 EVENT_SECONDS = 0.5
+PARKED_CHECK_SECONDS = 0.25
+"""How often rows parked for an earlier shard's answer look for it in the store."""
 HOUSEKEEPING_SECONDS = 0.1
 """How often the shard's thread looks at the share of in-flight slots, checkpoints, events."""
 
@@ -88,6 +90,9 @@ class ShardRun:
         # Never pay twice (answers.py): rows whose body is in flight here wait for its answer.
         self.leaders: dict[int, int] = {}
         self.followers: dict[int, list[dict[str, Any]]] = {}
+        self.parked: dict[int, list[dict[str, Any]]] = {}
+        """Rows waiting for the answer to a body whose owner is in an earlier shard."""
+        self.last_parked_check = 0.0
         self.answered: dict[int, dict[str, Any]] = {}
         """Answers to repeated bodies got in this shard (`new_answers`: those not yet stored)."""
         self.new_answers: dict[int, dict[str, Any]] = {}
@@ -141,10 +146,13 @@ class ShardRun:
                 while self.lanes < self.target and self._work_left() and not stop.is_set():
                     self.lanes += 1
                     self.p.pool.submit(self._lane)
-                if self.lanes == 0 and (stop.is_set() or not self._work_left()):
+                if self.lanes == 0 and (stop.is_set() or not (self._work_left() or self.parked)):
                     return
                 self.cond.wait(HOUSEKEEPING_SECONDS)
                 now = self.clock()
+                parked = None
+                if self.parked and now - self.last_parked_check >= PARKED_CHECK_SECONDS:
+                    parked, self.last_parked_check = list(self.parked), now
                 flush = len(self.unsaved) >= CHECKPOINT_ROWS or (
                     bool(self.unsaved) and now - self.last_flush >= CHECKPOINT_SECONDS
                 )
@@ -154,6 +162,31 @@ class ShardRun:
                 self._flush(saved)
             if event is not None:
                 self.p.events.put(event)
+            if parked:
+                self._check_parked(parked)
+
+    def _check_parked(self, keys: list[int]) -> None:
+        """Settle parked rows whose answer has come (or whose owner will not send)."""
+        assert self.p.answers is not None
+        found = self.p.answers.get_many(keys)
+        for key in keys:
+            if key not in found and self._owner_done(key):
+                found[key] = RELEASED  # its shard finished without an answer for the body
+        if not found:
+            return
+        with self.cond:
+            for key, answer in found.items():
+                self.answered.setdefault(key, answer)
+                # Back to the queue: a lane copies the answer, or sends (released).
+                self.ready.extend((row, 0) for row in self.parked.pop(key, []))
+            self.cond.notify_all()
+
+    def _owner_done(self, key: int) -> bool:
+        owner = self.p.repeated.get(key)
+        if owner is None:
+            return True
+        name = self.p.layout.shard_name(owner[1])
+        return name != self.task.name and self.p.layout.result_shard(name).exists()
 
     def _stop_lanes(self) -> None:
         """Wait for the lanes to end (they end on `stop`, or when the work is done)."""
@@ -304,7 +337,8 @@ class ShardRun:
 
     def _settled_by_copy(self, row: dict[str, Any]) -> bool:
         """True when the row needs no request of its own: its body's answer is known (copied
-        now) or in flight in this shard (the row waits for it)."""
+        now), in flight in this shard (the row follows it), or owned by a row of an earlier
+        shard (the row is parked until its answer is stored)."""
         key = row.get("_key")
         if key is None or self.p.answers is None:
             return False
@@ -314,13 +348,20 @@ class ShardRun:
             self.followers.setdefault(key, []).append(row)
             return True
         known = self.answered.get(key) or self.p.answers.get(key)
-        if known is not None and not (
-            self.task.retry_failed and known[schema.STATUS] == schema.FAILED
-        ):
-            self._finish(self._copy(row, known))
+        if known is not None and known != RELEASED:
+            if not (self.task.retry_failed and known[schema.STATUS] == schema.FAILED):
+                self._finish(self._copy(row, known))
+                return True
+        elif known is None and self._owner_elsewhere(key, row):
+            self.parked.setdefault(key, []).append(row)
             return True
         self.leaders[key] = row[schema.ROW]
         return False
+
+    def _owner_elsewhere(self, key: int, row: dict[str, Any]) -> bool:
+        """The body's owner is another row, to be waited for (not in `rerun-failed`)."""
+        owner = self.p.repeated.get(key)
+        return owner is not None and owner[0] != row[schema.ROW] and not self.task.retry_failed
 
     def _answer_followers(
         self, row: dict[str, Any], outcome: dict[str, Any], *, final: bool
@@ -333,6 +374,7 @@ class ShardRun:
         del self.leaders[key]
         waiting = self.followers.pop(key, [])
         if not final:
+            self.new_answers[key] = self.answered[key] = RELEASED  # twins elsewhere: go ahead
             self.ready.extend((r, 0) for r in waiting)
             return bool(waiting)
         answer = {k: v for k, v in outcome.items() if k in self.p.copied}

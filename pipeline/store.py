@@ -165,7 +165,8 @@ class RunLayout:
     def shard_name(self, index: int) -> str:
         return f"{SHARD_PREFIX}{index:05d}.parquet"
 
-    def shard_index(self, name: str) -> int:
+    @staticmethod
+    def shard_index(name: str) -> int:
         """The position of a shard in the input, from its name."""
         return int(name[len(SHARD_PREFIX) :].split(".")[0])
 

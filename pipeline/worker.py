@@ -160,7 +160,7 @@ class WorkerProcess:
         self.rng = random.Random()
         endpoint = settings.endpoint
         self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
-        self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else set()
+        self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else {}
         self.answers = AnswerCache(self.layout.answers_file) if self.repeated else None
         self.mapped = [api_field for api_field, _ in settings.mapping]
         self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from support import (
+    body_of,
     check_against_model,
     make_users,
     results,
@@ -159,6 +160,56 @@ def test_identical_bodies_are_sent_once(tmp_path: Path) -> None:
     copied = [r for r in table.to_pylist() if r["attempts"] == 0]
     assert len(copied) == len(users) - unique
     assert all(r["latency_ms"] is None for r in copied)
+
+
+def twins_across_shards(base: int, copies: int) -> list[dict[str, object]]:
+    """`base` distinct bodies, `copies` times over: row i and row i + base are twins."""
+    users = make_users(base, seed=9)
+    return [dict(users[i % base], user_id=f"X{i:05d}") for i in range(base * copies)]
+
+
+def test_identical_bodies_are_sent_once_across_processes(tmp_path: Path) -> None:
+    # Three shards of the same 100 bodies, run at once by two processes.
+    users = twins_across_shards(base=100, copies=3)
+    unique = unique_bodies(users)
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=100, jitter_ms=5)) as server:
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"processes": 2, "max_workers": 8, "shard_size": 100},
+        )
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+        # Exactly once: the twins in the other process wait for the owner's answer.
+        assert server.stats()["calculate"] == unique
+    table = results(tmp_path / "out")
+    check_against_model(table, users, MockSettings())
+    assert sum(1 for r in table.to_pylist() if r["attempts"] == 0) == len(users) - unique
+
+
+def test_twins_send_themselves_when_the_owner_fails_on_transient_errors(tmp_path: Path) -> None:
+    users = twins_across_shards(base=30, copies=3)  # users[0]'s twins: rows 30 and 60
+    source = write_csv(tmp_path / "users.csv", users)
+    broken = body_of(users[0])
+    with MockServer(MockSettings(latency_ms=5, jitter_ms=1)) as server:
+        # The owner's two attempts fail; the API answers that body again afterwards.
+        server.add_rule(Rule(broken, 503, "<html>busy</html>", times=2))
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            processing={"processes": 2, "max_workers": 8, "shard_size": 25},
+            retry={"max_attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.02},
+        )
+        assert main(["run", "--config", str(config), "--no-progress"]) == 1
+        # Every other body once; the broken one twice by its owner, then once by each twin,
+        # released instead of waiting for an answer that never comes.
+        assert server.stats()["calculate"] == unique_bodies(users) - 1 + 2 + 2
+    rows = {r["user_id"]: r for r in results(tmp_path / "out").to_pylist()}
+    assert rows["X00000"]["status"] == "failed" and rows["X00000"]["attempts"] == 2
+    for twin in ("X00030", "X00060"):
+        assert rows[twin]["status"] in ("ok", "no_cards") and rows[twin]["attempts"] == 1
 
 
 def test_dedupe_can_be_turned_off(tmp_path: Path) -> None:
