@@ -138,20 +138,44 @@ def test_partner_tokens_are_refreshed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert by_path["/partner/token"] < 60
 
 
-def test_identical_bodies_are_sent_once(tmp_path: Path) -> None:
+def twins_across_shards(base: int, copies: int) -> list[dict[str, object]]:
+    """`base` distinct bodies, `copies` times over: row i and row i + base are twins."""
+    users = make_users(base, seed=9)
+    return [dict(users[i % base], user_id=f"X{i:05d}") for i in range(base * copies)]
+
+
+def twins_in_one_process() -> list[dict[str, object]]:
     users = make_users(60, seed=4)
     for i in range(60, 150):  # 90 more users whose bodies repeat earlier ones
-        twin = dict(users[i % 7 * 5])
-        twin["user_id"] = f"T{i:05d}"
-        users.append(twin)
+        users.append(dict(users[i % 7 * 5], user_id=f"T{i:05d}"))
+    return users
+
+
+@pytest.mark.parametrize(
+    ("users", "processes", "shard_size", "latency_ms"),
+    [
+        (twins_in_one_process(), 1, 40, 20),
+        # Three shards of the same 100 bodies, run at once by two processes: the twins in
+        # the other process wait for the owner's answer.
+        (twins_across_shards(base=100, copies=3), 2, 100, 100),
+    ],
+    ids=["one process", "two processes"],
+)
+def test_identical_bodies_are_sent_once(
+    tmp_path: Path,
+    users: list[dict[str, object]],
+    processes: int,
+    shard_size: int,
+    latency_ms: int,
+) -> None:
     unique = unique_bodies(users)
     source = write_csv(tmp_path / "users.csv", users)
-    with MockServer(MockSettings(latency_ms=20, jitter_ms=2)) as server:
+    with MockServer(MockSettings(latency_ms=latency_ms, jitter_ms=2)) as server:
         config = write_config(
             tmp_path,
             source,
             url=server.base_url + "/cg/api/pro",
-            processing={"processes": 1, "max_workers": 8, "shard_size": 40},
+            processing={"processes": processes, "max_workers": 8, "shard_size": shard_size},
         )
         assert main(["run", "--config", str(config), "--no-progress"]) == 0
         assert server.stats()["calculate"] == unique
@@ -160,32 +184,6 @@ def test_identical_bodies_are_sent_once(tmp_path: Path) -> None:
     copied = [r for r in table.to_pylist() if r["attempts"] == 0]
     assert len(copied) == len(users) - unique
     assert all(r["latency_ms"] is None for r in copied)
-
-
-def twins_across_shards(base: int, copies: int) -> list[dict[str, object]]:
-    """`base` distinct bodies, `copies` times over: row i and row i + base are twins."""
-    users = make_users(base, seed=9)
-    return [dict(users[i % base], user_id=f"X{i:05d}") for i in range(base * copies)]
-
-
-def test_identical_bodies_are_sent_once_across_processes(tmp_path: Path) -> None:
-    # Three shards of the same 100 bodies, run at once by two processes.
-    users = twins_across_shards(base=100, copies=3)
-    unique = unique_bodies(users)
-    source = write_csv(tmp_path / "users.csv", users)
-    with MockServer(MockSettings(latency_ms=100, jitter_ms=5)) as server:
-        config = write_config(
-            tmp_path,
-            source,
-            url=server.base_url + "/cg/api/pro",
-            processing={"processes": 2, "max_workers": 8, "shard_size": 100},
-        )
-        assert main(["run", "--config", str(config), "--no-progress"]) == 0
-        # Exactly once: the twins in the other process wait for the owner's answer.
-        assert server.stats()["calculate"] == unique
-    table = results(tmp_path / "out")
-    check_against_model(table, users, MockSettings())
-    assert sum(1 for r in table.to_pylist() if r["attempts"] == 0) == len(users) - unique
 
 
 def test_twins_send_themselves_when_the_owner_fails_on_transient_errors(tmp_path: Path) -> None:
