@@ -182,11 +182,15 @@ class ShardRun:
             self.cond.notify_all()
 
     def _owner_done(self, key: int) -> bool:
+        """The owner has its outcome (so no answer is coming, if none is stored by now)."""
         owner = self.p.repeated.get(key)
         if owner is None:
             return True
-        name = self.p.layout.shard_name(owner[1])
-        return name != self.task.name and self.p.layout.result_shard(name).exists()
+        row, shard = owner
+        name = self.p.layout.shard_name(shard)
+        if name == self.task.name:
+            return row in self.outcomes
+        return self.p.layout.result_shard(name).exists()
 
     def _stop_lanes(self) -> None:
         """Wait for the lanes to end (they end on `stop`, or when the work is done)."""
