@@ -102,7 +102,26 @@ def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int)
 def init_local(limits: SharedLimits, events: Any, stop: Any) -> None:
     """Set up shard running in this process (the serial executor calls this directly)."""
     global _shared
-    _shared = _Shared(limits, events, stop)
+    _shared = _Shared(limits, events, _local_view(stop))
+
+
+def _local_view(stop: Any) -> threading.Event:
+    """This process's copy of the run's `stop`, set within moments of it.
+
+    Every request asks whether the run is stopping; a `multiprocessing.Event` answers with
+    its lock, which is shared by every thread of every process (contended at 200 threads),
+    a `threading.Event` with a plain read. One thread waits on the shared event for all.
+    """
+    if isinstance(stop, threading.Event):
+        return stop
+    local = threading.Event()
+
+    def mirror() -> None:
+        stop.wait()
+        local.set()
+
+    threading.Thread(target=mirror, name="stop-mirror", daemon=True).start()
+    return local
 
 
 def ready() -> None:

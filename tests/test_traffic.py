@@ -210,6 +210,25 @@ def test_twins_send_themselves_when_the_owner_fails_on_transient_errors(tmp_path
         assert rows[twin]["status"] in ("ok", "no_cards") and rows[twin]["attempts"] == 1
 
 
+def test_twins_of_an_owner_done_without_dedupe_do_not_wait(tmp_path: Path) -> None:
+    """Dedupe turned on for a resumed run: owners in a shard finished without it left no
+    answer in the store, so their twins send for themselves instead of waiting forever."""
+    users = twins_across_shards(base=20, copies=3)
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=2, jitter_ms=1)) as server:
+        url, processing = server.base_url + "/cg/api/pro", {"processes": 2, "shard_size": 20}
+        processing["dedupe_requests"] = False
+        config = write_config(tmp_path, source, url=url, processing=processing)
+        assert main(["run", "--config", str(config), "--no-progress", "--no-merge"]) == 0
+        out = tmp_path / "out" / "shards" / "results"
+        for later in sorted(out.iterdir())[1:]:  # as if the run had stopped after shard 0
+            later.unlink()
+        processing["dedupe_requests"] = True
+        config = write_config(tmp_path, source, url=url, processing=processing)
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+    check_against_model(results(tmp_path / "out"), users, MockSettings())
+
+
 def test_dedupe_can_be_turned_off(tmp_path: Path) -> None:
     users = make_users(20, seed=4) * 2
     users = [dict(u, user_id=f"D{i}") for i, u in enumerate(users)]
