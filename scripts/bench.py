@@ -166,12 +166,19 @@ def cards100(args: Args) -> list[Row]:
     """3. 100-card responses (~1 MB): CPU per user when parsing dominates; processes 1 vs 2."""
     users = _size(args, 80, 500)
     path = data.users_file(args.data_dir, users)
+    shard = max(1, users // 10)
     with BenchMock(MockSettings(latency_ms=0, jitter_ms=0, cards=100)) as mock:
         contenders = [
             bare("bare loop P=1", path, mock.url, processes=1, threads=20),
             bare("bare loop P=2", path, mock.url, processes=2, threads=10),
-            pipeline("pipeline P=1", path, mock.url, processing={"processes": 1}),
-            pipeline("pipeline P=2", path, mock.url, processing={"processes": 2}),
+            # Ten shards, as a real input has many: with the default 1,000 rows a shard, these
+            # users would be one shard, run by one process whatever `processes` says.
+            pipeline(
+                "pipeline P=1", path, mock.url, processing={"processes": 1, "shard_size": shard}
+            ),
+            pipeline(
+                "pipeline P=2", path, mock.url, processing={"processes": 2, "shard_size": shard}
+            ),
             seed("seed design", path, mock.url),
         ]
         samples = run_rounds(contenders, _rounds(args), mock)
