@@ -71,7 +71,7 @@ class ShardRun:
         self.p = process
         self.task = task
         self.clock = time.monotonic
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())
         # Under `cond`: the work, the outcomes, what is not yet saved or reported.
         self.ready: deque[tuple[dict[str, Any], int]] = deque()
         self.delayed: list[tuple[float, int, dict[str, Any], int]] = []
@@ -221,14 +221,17 @@ class ShardRun:
 
     def _lane(self) -> None:
         try:
-            while (work := self._next()) is not None:
+            with self.cond:
+                work = self._next()
+            while work is not None:
                 attempt = self._attempt(*work)
-                with self.cond:
+                with self.cond:  # once per request: record this one, take the next
                     self.in_pool -= 1
                     if self._handle(attempt) or self.in_pool == 0:
                         self.cond.notify_all()  # new work, a retry to wait for, or all done
                     elif len(self.unsaved) == CHECKPOINT_ROWS:
                         self.cond.notify_all()  # a checkpoint batch is ready
+                    work = self._next()
         except BaseException as exc:  # a bug: the shard's thread raises it
             with self.cond:
                 self.lane_error = exc
@@ -239,21 +242,21 @@ class ShardRun:
                 self.cond.notify_all()
 
     def _next(self) -> tuple[dict[str, Any], int] | None:
-        """The next row for a lane, with its attempts so far; None when the lane should end."""
+        """The next row for a lane (under the lock), with its attempts so far; None when the
+        lane should end."""
         stop = self.p.stop
-        with self.cond:
-            while self.lanes <= self.target and not stop.is_set():
-                self._promote_due()
-                while self.ready:
-                    row, attempts = self.ready.popleft()
-                    if attempts == 0 and self._settled_by_copy(row):
-                        continue
-                    self.in_pool += 1
-                    return row, attempts
-                if not self._work_left():
-                    return None
-                self.cond.wait(self._wait_time())
-            return None
+        while self.lanes <= self.target and not stop.is_set():
+            self._promote_due()
+            while self.ready:
+                row, attempts = self.ready.popleft()
+                if attempts == 0 and self._settled_by_copy(row):
+                    continue
+                self.in_pool += 1
+                return row, attempts
+            if not self._work_left():
+                return None
+            self.cond.wait(self._wait_time())
+        return None
 
     def _work_left(self) -> bool:
         return bool(self.ready or self.delayed or self.in_pool)
