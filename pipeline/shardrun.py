@@ -59,8 +59,8 @@ class _Attempt:
     attempts: int
     """Attempts made for the row, this one included."""
     answer: Answer | None = None
-    derived: dict[str, Any] | None = None
-    """The answer's derived columns (computed by the lane, outside the lock)."""
+    outcome: dict[str, Any] | None = None
+    """The answered row's outcome, derived columns included (built outside the lock)."""
     error: CallError | None = None
     stopped: bool = False
     """The run stopped before the call was made."""
@@ -282,20 +282,24 @@ class ShardRun:
         if permit is None:
             attempt.stopped = True
             return attempt
-        outcome = OTHER
+        went = OTHER
         try:
             attempt.answer = self.p.client().call(self.p.body(row))
-            outcome = SUCCESS
+            went = SUCCESS
         except CallError as exc:
             attempt.error = exc
             if isinstance(exc, TransientError) and exc.http_status != 429:
-                outcome = TRANSIENT
+                went = TRANSIENT
         finally:
-            limiter.release(permit, outcome)
-        if attempt.answer is not None:
-            attempt.derived = cardgenius.derive(
-                attempt.answer.cards, self.p.mapped, self.p.settings.top_n
+            limiter.release(permit, went)
+        answer = attempt.answer
+        if answer is not None:  # the row's outcome, built here to keep the lock short
+            state = schema.OK if answer.cards else schema.NO_CARDS
+            outcome = self._outcome(
+                row, state, answer.http_status, attempt.attempts, answer.latency_ms
             )
+            outcome.update(cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n))
+            attempt.outcome = outcome
         return attempt
 
     def _handle(self, a: _Attempt) -> bool:
@@ -329,12 +333,10 @@ class ShardRun:
         return True
 
     def _answered(self, a: _Attempt, answer: Answer) -> bool:
+        assert a.outcome is not None
         self.delta.latencies.append(answer.latency_ms)
-        state = schema.OK if answer.cards else schema.NO_CARDS
-        outcome = self._outcome(a.row, state, answer.http_status, a.attempts, answer.latency_ms)
-        outcome.update(a.derived or {})
-        self._finish(outcome)
-        return self._answer_followers(a.row, outcome, final=True)
+        self._finish(a.outcome)
+        return self._answer_followers(a.row, a.outcome, final=True)
 
     def _failed(self, a: _Attempt, error: CallError) -> bool:
         outcome = self._outcome(a.row, schema.FAILED, error.http_status, a.attempts)
