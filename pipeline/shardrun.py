@@ -1,11 +1,12 @@
 """One shard in one worker process: dispatch, retry schedule, checkpoints, result shard.
 
 The shard runs on up to `share` lanes: a lane is a loop on one of the process's request
-threads that takes the next row, asks the shared limiter, makes the call, and records the
-outcome, then takes the next row. The rows, the retry schedule and the outcomes are shared by
-the lanes under one lock (`cond`); the calls, JSON parsing and the derived columns happen
-outside it. A thread stays on its lane from row to row, with no hand-off per request (a hand-off
-wakes another thread: twice the CPU of the bookkeeping itself at ~1,000 requests/s).
+threads that takes a row, asks the shared limiter, makes the call, builds the row's outcome,
+then records it and takes the next row in one hold of the shard's lock (`cond`), which guards
+the rows, the retry schedule and the outcomes. The call, the JSON and the derived columns
+stay outside the lock. A thread stays on its lane from row to row, with no hand-off per
+request (a hand-off wakes another thread: more CPU than the bookkeeping itself at ~1,000
+requests/s).
 
 A transient failure puts the row on a schedule (`delayed`) for its backoff instead of holding
 a thread asleep; a `Retry-After` pauses the whole run through the shared limiter.
@@ -14,10 +15,11 @@ The shard's own thread (the one that called `run`) does the housekeeping: finish
 appended to the shard's checkpoint in small flushed batches (every `CHECKPOINT_ROWS` rows or
 `CHECKPOINT_SECONDS`), so a killed run repeats only the rows that were in flight or in the last
 batch; progress events go to the coordinator every `EVENT_SECONDS`; lanes are added when other
-shards end and this one's share grows. When every row has an outcome, the result shard is
-written atomically and the checkpoint removed. When the run stops (Ctrl+C, a dead
-coordinator), in-flight calls finish, the checkpoint is flushed, and the shard is left for the
-next run.
+shards end and this one's share grows; rows parked for a repeated body's answer from an
+earlier shard (answers.py) are looked up every `PARKED_CHECK_SECONDS`. When every row has
+an outcome, the result shard is written atomically and the checkpoint removed. When the run
+stops (Ctrl+C, a dead coordinator), in-flight calls finish, the checkpoint is flushed, and
+the shard is left for the next run.
 """
 
 from __future__ import annotations

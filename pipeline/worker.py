@@ -7,9 +7,10 @@ process runs `run_shard(settings, task)` for each shard it is given and builds i
 Only plain, picklable values cross the process boundary: `WorkerSettings` and `ShardTask` in,
 `ShardReport` out, `WorkerEvent`s on the `events` queue.
 
-A shard is run by a `ShardRun` (shardrun.py): the threads only ask the shared limiter and
-make one call; every decision (retry or not, when, checkpointing) is taken on the shard's own
-thread.
+A shard is run by a `ShardRun` (shardrun.py) on lanes: each request thread takes a row, asks
+the shared limiter, makes the call and records the outcome under the shard's lock; the
+shard's own thread checkpoints and reports. The run's `stop` is read from a local copy
+(`_local_view`).
 """
 
 from __future__ import annotations
