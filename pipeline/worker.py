@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class ShardReport:
 
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
+GIL_SWITCH_SECONDS = 0.02
 
 
 @dataclass
@@ -95,6 +97,11 @@ def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int)
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     skip_pandas()
+    # Up to 100 request threads share this process's GIL. At the default 5 ms interval they
+    # take it from each other mid-answer, over and over; at 20 ms a thread mostly finishes
+    # its answer first (C=200, 100 ms, 10,000 users: ~890 vs ~700 users/s in three pairs).
+    # Threads waiting on the network release the GIL at once either way.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     init_local(limits, events, stop)
     _watch_parent(stop, coordinator)
     import pipeline.shardrun  # noqa: F401  (now, while the coordinator is still sharding)
