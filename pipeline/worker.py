@@ -142,9 +142,7 @@ def run_shard(settings: WorkerSettings, task: ShardTask) -> ShardReport:
 
     if _shared is None:
         raise RuntimeError("run_shard called before init_process")
-    if _shared.process is None or _shared.process.settings != settings:
-        if _shared.process is not None:
-            _shared.process.pool.shutdown()
+    if _shared.process is None:  # every task of a pool carries the same settings
         _shared.process = WorkerProcess(
             settings, Limiter(_shared.limits, _shared.stop), _shared.events, _shared.stop
         )
