@@ -126,11 +126,7 @@ class AnswerCache:
             db.close()
 
     def get(self, key: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT answer FROM answers WHERE key = ?", (str(key),)
-            ).fetchone()
-        return json.loads(row[0]) if row else None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The known answers among `keys`."""
