@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from bench.data import config_text  # scripts/bench: pytest's pythonpath
 
 from pipeline.mockapi import MockSettings, compute_response
 
@@ -62,24 +63,9 @@ def write_config(
     }
     for name, values in sections.items():
         tables[name].update(values)
-    lines = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value(value)}")
     path = tmp_path / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(config_text(tables), encoding="utf-8")
     return path
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
 
 
 def body_of(user: Mapping[str, Any]) -> dict[str, float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import SCRIPTS
+from pipeline.cardgenius import build_body
 
 ID_COLUMN = "user_id"
 MAPPING: dict[str, tuple[str, ...]] = {
@@ -39,11 +40,7 @@ def users_file(data_dir: Path, rows: int, fmt: str = "csv", *, clean: bool = Tru
 
 def body_of(row: Mapping[str, str]) -> dict[str, float]:
     """The request body of a clean CSV row, built as the pipeline builds it."""
-    body: dict[str, float] = {}
-    for field, columns in MAPPING.items():
-        total = sum(float(row[c] or 0) for c in columns)
-        body[field] = int(total) if total.is_integer() else round(total, 2)
-    return body
+    return build_body({f: tuple(float(row[c] or 0) for c in cols) for f, cols in MAPPING.items()})
 
 
 def read_bodies(path: Path) -> list[dict[str, float]]:
@@ -65,13 +62,18 @@ def write_config(folder: Path, input_path: Path, url: str, **tables: Mapping[str
     }
     for name, extra in tables.items():
         values[name].update(extra)
+    path = folder / "config.toml"
+    path.write_text(config_text(values), encoding="utf-8")
+    return path
+
+
+def config_text(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """TOML for a config of flat tables (the tests write theirs with it too)."""
     lines: list[str] = []
-    for name, table in values.items():
+    for name, table in tables.items():
         lines.append(f"[{name}]")
         lines += [f"{key} = {_toml(value)}" for key, value in table.items()]
-    path = folder / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def _toml(value: Any) -> str:
