@@ -60,7 +60,6 @@ class _Attempt:
     row: dict[str, Any]
     attempts: int
     """Attempts made for the row, this one included."""
-    answer: Answer | None = None
     outcome: dict[str, Any] | None = None
     """The answered row's outcome, derived columns included (built outside the lock)."""
     error: CallError | None = None
@@ -284,9 +283,9 @@ class ShardRun:
         if permit is None:
             attempt.stopped = True
             return attempt
-        went = OTHER
+        went, answer = OTHER, None
         try:
-            attempt.answer = self.p.client().call(self.p.body(row))
+            answer = self.p.client().call(self.p.body(row))
             went = SUCCESS
         except CallError as exc:
             attempt.error = exc
@@ -294,15 +293,21 @@ class ShardRun:
                 went = TRANSIENT
         finally:
             limiter.release(permit, went)
-        answer = attempt.answer
         if answer is not None:  # the row's outcome, built here to keep the lock short
-            state = schema.OK if answer.cards else schema.NO_CARDS
-            outcome = self._outcome(
-                row, state, answer.http_status, attempt.attempts, answer.latency_ms
-            )
-            outcome.update(cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n))
-            attempt.outcome = outcome
+            attempt.outcome = self._answered_outcome(row, attempt.attempts, answer)
+        # The parsed answer (~50 lists and dicts) dies here, with the call that made it. Kept
+        # on the attempt until the lane's next call returned, 100 lanes' answers outlived
+        # collections of the young generation and made them ~10 times as frequent and costly
+        # (gc callbacks: ~0.6 s of CPU per 5,000 requests, against 0.07 s).
         return attempt
+
+    def _answered_outcome(
+        self, row: dict[str, Any], attempts: int, answer: Answer
+    ) -> dict[str, Any]:
+        state = schema.OK if answer.cards else schema.NO_CARDS
+        outcome = self._outcome(row, state, answer.http_status, attempts, answer.latency_ms)
+        outcome.update(cardgenius.derive(answer.cards, self.p.mapped, self.p.settings.top_n))
+        return outcome
 
     def _handle(self, a: _Attempt) -> bool:
         """Record an attempt (under the lock); True when it added work for the lanes."""
@@ -310,8 +315,8 @@ class ShardRun:
             return False
         self.delta.requests += 1
         self.session_requests += 1
-        if a.answer is not None:
-            return self._answered(a, a.answer)
+        if a.outcome is not None:
+            return self._answered(a, a.outcome)
         error = a.error
         assert error is not None
         self.delta.errors[error_kind(error.http_status, error.message)] += 1
@@ -334,11 +339,10 @@ class ShardRun:
         self._retry_later(a.row, a.attempts, delay)
         return True
 
-    def _answered(self, a: _Attempt, answer: Answer) -> bool:
-        assert a.outcome is not None
-        self.delta.latencies.append(answer.latency_ms)
-        self._finish(a.outcome)
-        return self._answer_followers(a.row, a.outcome, final=True)
+    def _answered(self, a: _Attempt, outcome: dict[str, Any]) -> bool:
+        self.delta.latencies.append(outcome[schema.LATENCY_MS])
+        self._finish(outcome)
+        return self._answer_followers(a.row, outcome, final=True)
 
     def _failed(self, a: _Attempt, error: CallError) -> bool:
         outcome = self._outcome(a.row, schema.FAILED, error.http_status, a.attempts)
