@@ -76,6 +76,7 @@ class ShardReport:
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
 GIL_SWITCH_SECONDS = 0.02
+STOP_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -114,18 +115,23 @@ def init_local(limits: SharedLimits, events: Any, stop: Any) -> None:
 
 
 def _local_view(stop: Any) -> threading.Event:
-    """This process's copy of the run's `stop`, set within moments of it.
+    """This process's copy of the run's `stop`, set within `STOP_POLL_SECONDS` of it.
 
     Every request asks whether the run is stopping; a `multiprocessing.Event` answers with
     its lock, which is shared by every thread of every process (contended at 200 threads),
-    a `threading.Event` with a plain read. One thread waits on the shared event for all.
+    a `threading.Event` with a plain read. One thread looks at the shared event for all.
+
+    It polls: a thread asleep in the shared event's `wait()` is counted as a sleeper that
+    `set()` must see wake, so once its process had exited (a closed pool, a killed worker),
+    the next `set()` anywhere would block forever.
     """
     if isinstance(stop, threading.Event):
         return stop
     local = threading.Event()
 
     def mirror() -> None:
-        stop.wait()
+        while not stop.is_set():
+            time.sleep(STOP_POLL_SECONDS)
         local.set()
 
     threading.Thread(target=mirror, name="stop-mirror", daemon=True).start()

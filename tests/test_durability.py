@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,8 +26,12 @@ from support import (
     write_csv,
 )
 
+from pipeline import worker
 from pipeline.cli import main
+from pipeline.config import load_config
 from pipeline.mockapi import MockServer, MockSettings
+from pipeline.pool import ShardPool
+from pipeline.store import RunLayout
 
 ROWS = 400
 SHARD = 50
@@ -169,3 +174,18 @@ def test_lock_of_a_killed_run_does_not_hold(tmp_path: Path, server: MockServer) 
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     check_workbook(tmp_path / "out", users)
+
+
+def test_stop_can_be_set_after_the_workers_have_exited(tmp_path: Path) -> None:
+    """The workers watch the run's shared stop event; once they have exited (a closed pool,
+    a killed worker), setting it must not wait for them. (A worker thread asleep in the
+    event's `wait()` counts as a sleeper that `set()` waits to see wake: forever.)"""
+    config = load_config(write_config(tmp_path, write_csv(tmp_path / "u.csv", make_users(4))))
+    pool = ShardPool(config, RunLayout(config.output.dir))
+    pool.executor.submit(worker.ready).result(timeout=60)  # both processes have started
+    pool.executor.shutdown(wait=True)
+    setter = threading.Thread(target=pool.stop.set, daemon=True)
+    setter.start()
+    setter.join(timeout=10)
+    assert not setter.is_alive(), "stop.set() blocked on workers that have exited"
+    assert pool.stop.is_set()
