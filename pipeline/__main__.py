@@ -1,8 +1,6 @@
 """`python -m pipeline` is the `pipeline` command."""
 
-import sys
-
-from pipeline.cli import main
+from pipeline.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -80,26 +80,28 @@ def run(config: Config, options: RunOptions) -> int:
                     log.info("Retried %d row(s); %d recovered.", retried, recovered)
             else:
                 log.info("Nothing to request: every shard of %s is finished.", layout.root)
-        runinfo.record_session(layout, time.monotonic() - started, finished=not interrupted)
-        if outage:
-            log.error(
-                "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
-                "(%g s). Finished rows are saved in %s; run the same command again to resume.",
-                config.retry.give_up_after,
-                layout.root,
-            )
-            return EXIT_OUTAGE
-        if interrupted:
-            command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
-            log.warning(
-                "Interrupted: finished rows are saved in %s; run `%s` with the same settings "
-                "to resume.",
-                layout.root,
-                command,
-            )
-            return EXIT_INTERRUPTED
-        if options.merge:
-            runinfo.merge_run(config, layout)
+            pool.close()  # the workers exit while the session is recorded and merged
+            runinfo.record_session(layout, time.monotonic() - started, finished=not interrupted)
+            if outage:
+                log.error(
+                    "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
+                    "(%g s). Finished rows are saved in %s; run the same command again to "
+                    "resume.",
+                    config.retry.give_up_after,
+                    layout.root,
+                )
+                return EXIT_OUTAGE
+            if interrupted:
+                command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
+                log.warning(
+                    "Interrupted: finished rows are saved in %s; run `%s` with the same "
+                    "settings to resume.",
+                    layout.root,
+                    command,
+                )
+                return EXIT_INTERRUPTED
+            if options.merge:
+                runinfo.merge_run(config, layout)
         counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
         return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
 

@@ -83,6 +83,12 @@ class ShardPool:
         self.stop.set()  # workers still busy (an error, Ctrl+C) stop sending at once
         self.executor.shutdown(wait=True, cancel_futures=True)
 
+    def close(self) -> None:
+        """Tell the workers to exit, without waiting: they take ~0.15 s (a hundred threads
+        each to end), which the coordinator spends writing the workbook. Leaving the pool
+        waits for them."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     def settings(self, endpoint: Endpoint) -> worker.WorkerSettings:
         c = self.config
         return worker.WorkerSettings(
