@@ -50,6 +50,7 @@ from bench.compare import (  # noqa: E402
     remove,
     run_rounds,
     scratch_dir,
+    server_ratio,
     summarize,
 )
 from bench.contenders import (  # noqa: E402
@@ -117,7 +118,8 @@ def _overhead_notes(by_name: dict[str, Row], samples: dict) -> None:  # type: ig
         return
     vs_seed = ratio_between(samples, "pipeline", "seed design") or 0.0
     ok = (p.ratio or 0) >= 0.85 and vs_seed >= 2
-    p.note = f"x seed {vs_seed:.2f}; bar >= 0.85 x bare and >= 2 x seed: {_verdict(ok)}"
+    p.note = (p.note + "; " if p.note else "") + f"x seed {vs_seed:.2f}"
+    p.note += f"; bar >= 0.85 x bare and >= 2 x seed: {_verdict(ok)}"
     if p.server_rate and b.server_rate and s.server_rate:
         p.note += (
             f"; request phase at the server: {p.server_rate / b.server_rate:.3f} x bare, "
@@ -147,7 +149,8 @@ def latency(args: Args) -> list[Row]:
             if c == 20:
                 contenders.append(seed("seed design C=20", path, mock.url))
             samples = run_rounds(contenders, _rounds(args), mock)
-            part = summarize(f"2 latency C={c}", samples, users, f"bare loop C={c}")
+            reference = f"bare loop C={c}"
+            part = summarize(f"2 latency C={c}", samples, users, reference)
             ceiling = c / (settings.latency_ms / 1000)
             for row in part:
                 wall = (row.users_s or 0) / ceiling
@@ -155,9 +158,15 @@ def latency(args: Args) -> list[Row]:
                 row.note = (row.note + "; " if row.note else "") + (
                     f"x C/L: {wall:.3f} wall, {server:.3f} at the server"
                 )
-                if c == 20 and row.contender.startswith("pipeline"):
+                if not row.contender.startswith("pipeline"):
+                    continue
+                if c == 20:
                     row.note += f"; bar >= 0.95 (wall / server): {_verdict(wall >= 0.95)} / "
                     row.note += _verdict(server >= 0.95)
+                else:
+                    at_server = server_ratio(samples, row.contender, reference)
+                    row.note += f"; x bare at the server {at_server:.3f}" if at_server else ""
+                    row.note += f"; bar >= 0.9 x bare: {_verdict((row.ratio or 0) >= 0.9)}"
             rows += part
     return rows
 

@@ -164,10 +164,26 @@ def summarize(
                 if seen
                 else None,
                 ratio=median(ratios) if reference else None,
-                note="reference" if name == reference else "",
+                note="reference" if name == reference else _spread(ratios),
             )
         )
     return rows
+
+
+def _spread(ratios: Sequence[float]) -> str:
+    """The per-round ratios behind a median, when there are several."""
+    if len(ratios) < 2:
+        return ""
+    return f"rounds {min(ratios):.3f}-{max(ratios):.3f}"
+
+
+def server_ratio(samples: dict[str, list[Sample]], a: str, b: str) -> float | None:
+    """Median over rounds of a's request rate at the mock over b's (first to last arrival:
+    the request phase, without either side's start-up and exit)."""
+    pairs = zip(samples.get(a, []), samples.get(b, []), strict=False)
+    return median(
+        [x.seen.rate / y.seen.rate for x, y in pairs if x.seen and y.seen and y.seen.rate]
+    )
 
 
 def ratio_between(samples: dict[str, list[Sample]], a: str, b: str) -> float | None:
