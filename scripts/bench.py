@@ -3,14 +3,14 @@
     .venv/bin/python scripts/bench.py SCENARIO [--quick] [--rows N] [--rounds K]
     .venv/bin/python scripts/bench.py all --quick          # what CI runs (tests/test_bench.py)
 
-Scenarios: overhead (1), latency (2), cards100 (3), ratelimit (4), server429 (5), sharding (6),
-merge (7), kill (8). Each starts its own mock API in a process of its own on loopback (every
-contender calls the same one), runs the contenders in turn, round after round (A B A B ...),
-and prints one Markdown table row per contender: medians over the rounds of users/s (wall
-time of the whole command), requests/s seen at the mock, client CPU per user (the contender's
-whole process tree), peak RSS (summed over the tree), the mock's CPU per request, and the
-median per-round ratio to the scenario's reference. The machine is shared and noisy: read
-the ratios, not the absolute numbers. The contenders:
+Scenarios: overhead (1), latency (2), saturation (2b), cards100 (3), ratelimit (4),
+server429 (5), sharding (6), merge (7), kill (8). Each starts its own mock API in a process of
+its own on loopback (every contender calls the same one), runs the contenders in turn, round
+after round (A B A B ...), and prints one Markdown table row per contender: medians over the
+rounds of users/s (wall time of the whole command), requests/s seen at the mock, client CPU
+per user (the contender's whole process tree), peak RSS (summed over the tree), the mock's
+CPU per request, and the median per-round ratio to the scenario's reference. The machine is
+shared and noisy: read the ratios, not the absolute numbers. The contenders:
 
 - pipeline: `python -m pipeline run --config C --no-progress`, as a user runs it, with
   `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false` so that
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import sys
 import time
@@ -171,6 +172,39 @@ def latency(args: Args) -> list[Row]:
     return rows
 
 
+def saturation(args: Args) -> list[Row]:
+    """2b. 100 ms latency, C from 20 to 400: where throughput stops following C / L, and why.
+
+    Each row's note sets the rate at the mock against C / L and against what the machine's
+    cores can serve at the CPU that the client and the mock spent per request."""
+    rows: list[Row] = []
+    settings = MockSettings(latency_ms=100, jitter_ms=0)
+    cores = os.cpu_count() or 1
+    with BenchMock(settings) as mock:
+        for c in (20, 50, 100, 200, 400):
+            ceiling = c / (settings.latency_ms / 1000)
+            users = _size(args, max(200, int(ceiling) // 2), min(10_000, int(ceiling * 8)))
+            path = data.users_file(args.data_dir, users)
+            reference = f"bare loop C={c}"
+            contenders = [
+                bare(reference, path, mock.url, processes=2, threads=c // 2),
+                pipeline(f"pipeline C={c}", path, mock.url, processing={"max_workers": c}),
+            ]
+            samples = run_rounds(contenders, _rounds(args, full=1), mock)
+            part = summarize(f"2b saturation C={c}", samples, users, reference)
+            for row in part:
+                server = (row.server_rate or 0) / ceiling
+                cpu = (row.cpu_ms or 0) + (row.mock_cpu_ms or 0)
+                row.note = (row.note + "; " if row.note else "") + (
+                    f"x C/L at the server {server:.3f}; client + mock CPU {cpu:.2f} ms a "
+                    f"request: {cores} cores serve at most {cores * 1000 / cpu:,.0f}/s"
+                    if cpu
+                    else f"x C/L at the server {server:.3f}"
+                )
+            rows += part
+    return rows
+
+
 def cards100(args: Args) -> list[Row]:
     """3. 100-card responses (~1 MB): CPU per user when parsing dominates; processes 1 vs 2."""
     users = _size(args, 80, 500)
@@ -213,6 +247,8 @@ def ratelimit(args: Args) -> list[Row]:
                 processing = {"rate_limit": float(rate), "processes": processes, "max_workers": 40}
                 contender = pipeline(name, path, mock.url, processing=processing)
                 samples = run_rounds([contender], _rounds(args, full=1), mock)
+                if not samples:  # left out by --only
+                    continue
                 row = summarize(f"4 rate R={rate}", samples, users, None)[0]
                 means = [s.seen.rate for s in samples[name] if s.seen]
                 windows = [max_window(s.seen.arrivals) for s in samples[name] if s.seen]
@@ -342,6 +378,7 @@ def settle(mock: BenchMock, quiet_s: float = 3.0, limit_s: float = 15.0):  # typ
 SCENARIOS: dict[str, Callable[[Args], list[Row]]] = {
     "overhead": overhead,
     "latency": latency,
+    "saturation": saturation,
     "cards100": cards100,
     "ratelimit": ratelimit,
     "server429": server429,
