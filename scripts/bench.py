@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 if str(SCRIPTS) not in sys.path:
@@ -94,11 +95,27 @@ def overhead(args: Args) -> list[Row]:
             bare(
                 "bare loop, trust_env on", path, mock.url, processes=2, threads=10, trust_env=True
             ),
+            *_baseline(args, "pipeline", path, mock.url),
         ]
         samples = run_rounds(contenders, _rounds(args), mock)
     rows = summarize("1 overhead", samples, users, "bare loop")
     _overhead_notes({r.contender: r for r in rows}, samples)
+    _baseline_notes(rows, samples, "pipeline")
     return rows
+
+
+def _baseline(args: Args, name: str, path: Path, url: str, **tables: Any) -> list[Contender]:
+    """The `--baseline` checkout's pipeline, run like `name`, when one is given."""
+    if args.baseline is None:
+        return []
+    return [pipeline(f"{name} (baseline)", path, url, code=args.baseline, **tables)]
+
+
+def _baseline_notes(rows: list[Row], samples: dict, name: str) -> None:  # type: ignore[type-arg]
+    for row in rows:
+        if row.contender == f"{name} (baseline)":
+            faster = ratio_between(samples, name, row.contender)
+            row.note = (row.note + "; " if row.note else "") + f"{name} x baseline: {faster:.3f}"
 
 
 def _overhead_notes(by_name: dict[str, Row], samples: dict) -> None:  # type: ignore[type-arg]
@@ -143,15 +160,18 @@ def latency(args: Args) -> list[Row]:
         for c, quick, full in ((20, 600, 4000), (200, 1500, 10000)):
             users = _size(args, quick, full)
             path = data.users_file(args.data_dir, users)
+            processing = {"max_workers": c}
             contenders = [
                 bare(f"bare loop C={c}", path, mock.url, processes=2, threads=c // 2),
-                pipeline(f"pipeline C={c}", path, mock.url, processing={"max_workers": c}),
+                pipeline(f"pipeline C={c}", path, mock.url, processing=processing),
+                *_baseline(args, f"pipeline C={c}", path, mock.url, processing=processing),
             ]
             if c == 20:
                 contenders.append(seed("seed design C=20", path, mock.url))
             samples = run_rounds(contenders, _rounds(args), mock)
             reference = f"bare loop C={c}"
             part = summarize(f"2 latency C={c}", samples, users, reference)
+            _baseline_notes(part, samples, f"pipeline C={c}")
             ceiling = c / (settings.latency_ms / 1000)
             for row in part:
                 wall = (row.users_s or 0) / ceiling
@@ -404,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument(
         "--only", help="comma-separated: run only contenders whose name holds one of these"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of other code (git worktree add DIR COMMIT): scenarios 1 and 2 run "
+        "its pipeline too, side by side, as 'pipeline (baseline)'",
     )
     args = parser.parse_args(argv)
     ONLY[:] = [o for o in (args.only or "").split(",") if o]

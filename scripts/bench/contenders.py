@@ -25,13 +25,17 @@ def pipeline(
     *,
     pty: bool = False,
     ok_codes: tuple[int, ...] = (0,),
+    code: Path | None = None,
     **tables: dict[str, Any],
 ) -> Contender:
-    """`python -m pipeline run` as a user runs it: `--no-progress`, or on a terminal (`pty`)."""
+    """`python -m pipeline run` as a user runs it: `--no-progress`, or on a terminal (`pty`).
+    `code`: the `pipeline` package of another checkout (a baseline), not the installed one."""
 
     def command(folder: Path) -> list[str]:
         config = data.write_config(folder, input_path, url, **tables)
         cmd = [sys.executable, "-m", "pipeline", "run", "--config", str(config)]
+        if code is not None:
+            cmd = ["env", f"PYTHONPATH={code}", *cmd]
         return cmd if pty else [*cmd, "--no-progress"]
 
     return Contender(name, command, pty=pty, ok_codes=ok_codes)
