@@ -122,7 +122,7 @@ def _local_view(stop: Any) -> threading.Event:
     a `threading.Event` with a plain read. One thread looks at the shared event for all.
 
     It polls: a thread asleep in the shared event's `wait()` is counted as a sleeper that
-    `set()` must see wake, so once its process had exited (a closed pool, a killed worker),
+    `set()` must see wake, so once its process has exited (a closed pool, a killed worker),
     the next `set()` anywhere would block forever.
     """
     if isinstance(stop, threading.Event):
