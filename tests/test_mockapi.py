@@ -611,9 +611,15 @@ def test_serve_announces_then_serves_until_interrupted(session: requests.Session
         finally:  # always, so a failure here cannot leave serve() running forever
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
+    # Python leaves SIGINT ignored when it starts so (pytest run as a background job of a
+    # script): the test wants the usual Ctrl+C, whatever launched it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     helper = threading.Thread(target=client_then_interrupt)
     helper.start()
-    serve(FAST, "127.0.0.1", 0, announce=announced.append)
+    try:
+        serve(FAST, "127.0.0.1", 0, announce=announced.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     helper.join()
     assert statuses == [200]
     assert announced[0].startswith("CardGenius mock API on http://127.0.0.1:")
