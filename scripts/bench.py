@@ -115,7 +115,7 @@ def _baseline_notes(rows: list[Row], samples: dict, name: str) -> None:  # type:
     for row in rows:
         if row.contender == f"{name} (baseline)":
             faster = ratio_between(samples, name, row.contender)
-            row.note = (row.note + "; " if row.note else "") + f"{name} x baseline: {faster:.3f}"
+            row.add_note(f"{name} x baseline: {faster:.3f}")
 
 
 def _overhead_notes(by_name: dict[str, Row], samples: dict) -> None:  # type: ignore[type-arg]
@@ -136,7 +136,7 @@ def _overhead_notes(by_name: dict[str, Row], samples: dict) -> None:  # type: ig
         return
     vs_seed = ratio_between(samples, "pipeline", "seed design") or 0.0
     ok = (p.ratio or 0) >= 0.85 and vs_seed >= 2
-    p.note = (p.note + "; " if p.note else "") + f"x seed {vs_seed:.2f}"
+    p.add_note(f"x seed {vs_seed:.2f}")
     p.note += f"; bar >= 0.85 x bare and >= 2 x seed: {_verdict(ok)}"
     if p.server_rate and b.server_rate and s.server_rate:
         p.note += (
@@ -160,11 +160,9 @@ def latency(args: Args) -> list[Row]:
         for c, quick, full in ((20, 600, 4000), (200, 1500, 10000)):
             users = _size(args, quick, full)
             path = data.users_file(args.data_dir, users)
-            processing = {"max_workers": c}
             contenders = [
-                bare(f"bare loop C={c}", path, mock.url, processes=2, threads=c // 2),
-                pipeline(f"pipeline C={c}", path, mock.url, processing=processing),
-                *_baseline(args, f"pipeline C={c}", path, mock.url, processing=processing),
+                *_at_concurrency(c, path, mock.url),
+                *_baseline(args, f"pipeline C={c}", path, mock.url, processing={"max_workers": c}),
             ]
             if c == 20:
                 contenders.append(seed("seed design C=20", path, mock.url))
@@ -176,9 +174,7 @@ def latency(args: Args) -> list[Row]:
             for row in part:
                 wall = (row.users_s or 0) / ceiling
                 server = (row.server_rate or 0) / ceiling
-                row.note = (row.note + "; " if row.note else "") + (
-                    f"x C/L: {wall:.3f} wall, {server:.3f} at the server"
-                )
+                row.add_note(f"x C/L: {wall:.3f} wall, {server:.3f} at the server")
                 if not row.contender.startswith("pipeline"):
                     continue
                 if c == 20:
@@ -190,6 +186,14 @@ def latency(args: Args) -> list[Row]:
                     row.note += f"; bar >= 0.9 x bare: {_verdict((row.ratio or 0) >= 0.9)}"
             rows += part
     return rows
+
+
+def _at_concurrency(c: int, path: Path, url: str) -> list[Contender]:
+    """The bare loop (2 processes of c / 2 threads) and the pipeline with `max_workers = c`."""
+    return [
+        bare(f"bare loop C={c}", path, url, processes=2, threads=c // 2),
+        pipeline(f"pipeline C={c}", path, url, processing={"max_workers": c}),
+    ]
 
 
 def saturation(args: Args) -> list[Row]:
@@ -206,21 +210,17 @@ def saturation(args: Args) -> list[Row]:
             users = _size(args, max(200, int(ceiling) // 2), min(10_000, int(ceiling * 8)))
             path = data.users_file(args.data_dir, users)
             reference = f"bare loop C={c}"
-            contenders = [
-                bare(reference, path, mock.url, processes=2, threads=c // 2),
-                pipeline(f"pipeline C={c}", path, mock.url, processing={"max_workers": c}),
-            ]
-            samples = run_rounds(contenders, _rounds(args, full=1), mock)
+            samples = run_rounds(_at_concurrency(c, path, mock.url), _rounds(args, full=1), mock)
             part = summarize(f"2b saturation C={c}", samples, users, reference)
             for row in part:
                 server = (row.server_rate or 0) / ceiling
                 cpu = (row.cpu_ms or 0) + (row.mock_cpu_ms or 0)
-                row.note = (row.note + "; " if row.note else "") + (
-                    f"x C/L at the server {server:.3f}; client + mock CPU {cpu:.2f} ms a "
-                    f"request: {cores} cores serve at most {cores * 1000 / cpu:,.0f}/s"
-                    if cpu
-                    else f"x C/L at the server {server:.3f}"
-                )
+                row.add_note(f"x C/L at the server {server:.3f}")
+                if cpu:
+                    row.add_note(
+                        f"client + mock CPU {cpu:.2f} ms a request: {cores} cores serve at "
+                        f"most {cores * 1000 / cpu:,.0f}/s"
+                    )
             rows += part
     return rows
 

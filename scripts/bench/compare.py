@@ -57,6 +57,9 @@ class Row:
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
+
 
 HEADER = (
     "| scenario | contender | users/s | server req/s | client CPU ms/user | peak RSS MB "

@@ -97,7 +97,7 @@ def shard_rows(scenario: str, path: Path, count: int, rounds: int) -> list[Row]:
     samples = run_rounds(contenders, rounds, None)
     rows = summarize(scenario, samples, count, "seed: pandas reads it whole")
     for row in rows:
-        row.note = (row.note + "; " if row.note else "") + "users/s = rows/s"
+        row.add_note("users/s = rows/s")
     return rows
 
 
@@ -135,7 +135,7 @@ def merge_rows(scenario: str, count: int, rounds: int) -> list[Row]:
         remove(shards)
     rows = summarize(scenario, samples, count, "bare openpyxl write-only loop")
     for row in rows:
-        row.note = (row.note + "; " if row.note else "") + "users/s = rows/s (bench.py's own)"
+        row.add_note("users/s = rows/s (bench.py's own)")
     return rows
 
 
