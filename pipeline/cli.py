@@ -170,7 +170,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
-    from pipeline.coordinator import RunOptions
+    from pipeline.run.coordinator import RunOptions
 
     if args.limit is not None and args.limit < 1:
         raise PipelineError(f"--limit {args.limit}: must be at least 1")
@@ -184,29 +184,29 @@ def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import coordinator
+    from pipeline.run import coordinator
 
     config = _config(args)
     return coordinator.run(config, _run_options(args, retry_failed=False))
 
 
 def _rerun_failed(args: argparse.Namespace) -> int:
-    from pipeline import coordinator
+    from pipeline.run import coordinator
 
     config = _config(args)
     return coordinator.run(config, _run_options(args, retry_failed=True))
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from pipeline import runinfo
     from pipeline.merge import ExportReport
-    from pipeline.store import RunLayout, read_run
+    from pipeline.merge.run import merge_run
+    from pipeline.state.store import RunLayout, read_run
 
     config = _config(args)
     layout = RunLayout(config.output.dir)
     if read_run(layout) is None:
         raise PipelineError(f"{layout.root}: no run here to merge; start one with `pipeline run`")
-    report = runinfo.merge_run(config, layout, args.format)
+    report = merge_run(config, layout, args.format)
     if isinstance(report, ExportReport):
         print(f"Wrote {report.path}: {report.rows} rows")
     else:
@@ -218,7 +218,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline import status
+    from pipeline.view import status
 
     config = _config(args)
     facts = status.collect(config)
@@ -227,20 +227,19 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from pipeline import plan
+    from pipeline.plan.figures import plan
 
-    print(plan.plan(_config(args), probe=args.probe))
+    print(plan(_config(args), probe=args.probe))
     return EXIT_OK
 
 
 def _mock_api(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pipeline import mockapi, runinfo
+    from pipeline import mockapi
+    from pipeline.api.endpoint import mock_settings
 
-    settings = (
-        runinfo.mock_settings(_config(args)) if args.config.exists() else mockapi.MockSettings()
-    )
+    settings = mock_settings(_config(args)) if args.config.exists() else mockapi.MockSettings()
     changes = {
         "latency_ms": args.latency_ms,
         "jitter_ms": args.jitter_ms,

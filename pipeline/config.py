@@ -18,7 +18,7 @@ from typing import Any
 
 import tomllib
 
-from pipeline.cardgenius import REQUEST_FIELDS
+from pipeline.api.cardgenius import REQUEST_FIELDS
 from pipeline.errors import ConfigError
 from pipeline.schema import RESERVED
 

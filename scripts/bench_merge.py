@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import cardgenius, schema
+from pipeline import schema
+from pipeline.api import cardgenius
 
 ID = "user_id"
 VALUES = tuple(f"avg_{n}_gmv" for n in ("amazon", "flipkart", "grocery", "myntra", "ajio"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.adaptive import MIN_RATE, AimdController, AimdPolicy, Feedback
-from pipeline.breaker import PROBE, SEND, WAIT, BreakerPolicy, BreakerState
+from pipeline.traffic.adaptive import MIN_RATE, AimdController, AimdPolicy, Feedback
+from pipeline.traffic.breaker import PROBE, SEND, WAIT, BreakerPolicy, BreakerState
 
 
 def test_unlimited_until_the_first_429_then_just_under_what_was_served() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import cardgenius
-from pipeline.cardgenius import BadBody, build_body, cards_of, derive, derived_fields, rank
+from pipeline.api import cardgenius
+from pipeline.api.cardgenius import BadBody, build_body, cards_of, derive, derived_fields, rank
 
 FIELDS = ["amazon_spends", "flipkart_spends"]
 

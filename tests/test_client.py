@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pipeline.client import (
+from pipeline.api.client import (
     CardGeniusClient,
     Endpoint,
     TokenSource,

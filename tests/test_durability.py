@@ -26,12 +26,12 @@ from support import (
     write_csv,
 )
 
-from pipeline import worker
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.mockapi import MockServer, MockSettings
-from pipeline.pool import ShardPool
-from pipeline.store import RunLayout
+from pipeline.run import worker
+from pipeline.run.pool import ShardPool
+from pipeline.state.store import RunLayout
 
 ROWS = 400
 SHARD = 50

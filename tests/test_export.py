@@ -12,12 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from test_merge import DERIVED, ID, VALUES, make_shard, merge_config, row
 
-from pipeline import runinfo, schema
+from pipeline import schema
 from pipeline.cli import main
 from pipeline.errors import RunStateError
 from pipeline.merge import ExportReport, export_csv, export_parquet
 from pipeline.merge.export import neutralise
-from pipeline.store import RunLayout, write_json_atomic
+from pipeline.merge.run import merge_run
+from pipeline.state.store import RunLayout, write_json_atomic
 
 EXPORT_HEADER = [ID, "status", "http_status", "attempts", "error", *VALUES]
 EXPORT_HEADER += [name for name, _ in DERIVED]
@@ -157,10 +158,10 @@ def test_merge_format_writes_beside_the_workbook(
     dest = layout.root / f"results.{fmt}"
     assert f"Wrote {dest}: 3 rows" in capsys.readouterr().out
     assert not (layout.root / "results.xlsx").exists()
-    report = runinfo.merge_run(merge_config(tmp_path), layout, fmt)
+    report = merge_run(merge_config(tmp_path), layout, fmt)
     assert isinstance(report, ExportReport) and report.path == dest and report.rows == 3
 
 
 def test_merge_run_refuses_an_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="xlsx, parquet, csv"):
-        runinfo.merge_run(merge_config(tmp_path), RunLayout(tmp_path / "out"), "xls")
+        merge_run(merge_config(tmp_path), RunLayout(tmp_path / "out"), "xls")

@@ -9,8 +9,8 @@ import random
 import pytest
 from rich.console import Console
 
-from pipeline.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
-from pipeline.progress import (
+from pipeline.view.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
+from pipeline.view.progress import (
     LatencyHistogram,
     LogProgress,
     RunSnapshot,

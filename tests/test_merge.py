@@ -16,11 +16,12 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from pipeline import runinfo, schema
+from pipeline import schema
 from pipeline.config import Config, build_config
 from pipeline.errors import RunStateError
 from pipeline.merge import MergeReport, read_outcome_counts, write_workbook
-from pipeline.store import RunLayout, write_json_atomic, write_parquet_atomic
+from pipeline.merge.run import merge_run
+from pipeline.state.store import RunLayout, write_json_atomic, write_parquet_atomic
 
 ID = "user_id"
 VALUES = ("avg_amazon_gmv", "avg_flipkart_gmv")
@@ -381,7 +382,7 @@ def test_rerun_failed_rewrite_shows_each_row_once_with_its_last_outcome(tmp_path
     make_shard(layout.result_shard("shard-00000.parquet"), first)
     make_shard(layout.result_shard("shard-00001.parquet"), second)
     config = merge_config(tmp_path)
-    runinfo.merge_run(config, layout)
+    merge_run(config, layout)
     assert [r[0] for r in sheet_rows(out / "results.xlsx", "Failures")[1:]] == [
         "00001",
         "00002",
@@ -391,7 +392,7 @@ def test_rerun_failed_rewrite_shows_each_row_once_with_its_last_outcome(tmp_path
     retried = [row(0), row(1, top1_card_name="Retried Card"), row(2, schema.FAILED, attempts=8)]
     table = pq.read_table(make_shard(tmp_path / "retried.parquet", retried))
     write_parquet_atomic(table, layout.result_shard("shard-00000.parquet"))
-    report = runinfo.merge_run(config, layout)
+    report = merge_run(config, layout)
 
     assert isinstance(report, MergeReport)
     results = sheet_rows(out / "results.xlsx", "Results")[1:]
@@ -415,7 +416,7 @@ def test_merge_run_reads_only_finished_result_shards(tmp_path: Path) -> None:
     layout.checkpoint("shard-00001.parquet").write_text('{"_row": 2}\n', encoding="utf-8")
     write_json_atomic(layout.run_file, {"format": 1, "input": {"rows": 4}})
 
-    report = runinfo.merge_run(merge_config(tmp_path), layout)
+    report = merge_run(merge_config(tmp_path), layout)
     assert isinstance(report, MergeReport)
     assert report.total == 2
     results = sheet_rows(layout.root / "results.xlsx", "Results")
@@ -445,7 +446,7 @@ def test_summary_holds_the_runs_facts_settings_and_sheet_count(tmp_path: Path) -
         "last_session": [["requests sent", 1], ["retries", 0]],
     }
     write_json_atomic(layout.run_file, info)
-    runinfo.merge_run(merge_config(tmp_path), layout)
+    merge_run(merge_config(tmp_path), layout)
 
     book = load_workbook(layout.root / "results.xlsx")
     assert book.sheetnames[0] == "Summary"

@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cardgenius, plan
+from pipeline.api import cardgenius
 from pipeline.cli import main
 from pipeline.config import Config, build_config
+from pipeline.inputs.shard import shard_input
 from pipeline.mockapi import MockServer
-from pipeline.shard import shard_input
-from pipeline.store import RunLayout
+from pipeline.plan import figures as plan
+from pipeline.state.store import RunLayout
 
 # Nine rows: U1, U2 and U3 send the same body (currency sign, thousands comma, an empty cell
 # and the split between myntra and ajio do not change it); 2.675 and 2.67 both go out as 2.67

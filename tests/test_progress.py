@@ -6,7 +6,13 @@ import logging
 
 import pytest
 
-from pipeline.progress import LogProgress, RateWindow, RunSnapshot, WorkerEvent, format_duration
+from pipeline.view.progress import (
+    LogProgress,
+    RateWindow,
+    RunSnapshot,
+    WorkerEvent,
+    format_duration,
+)
 
 
 class Clock:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.ratelimit import (
+from pipeline.traffic.limiter import (
     OTHER,
     RATE_MARGIN,
     SUCCESS,

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.retry import (
+from pipeline.traffic.retry import (
     AUTH,
     PERMANENT,
     SUCCESS,

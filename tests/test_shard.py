@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import Workbook
 
-from pipeline import readers, shard
 from pipeline.errors import InputError
+from pipeline.inputs import readers, shard
+from pipeline.inputs.shard import count_rows, input_columns, shard_input
 from pipeline.schema import INVALID, ROW, input_schema
-from pipeline.shard import count_rows, input_columns, shard_input
-from pipeline.store import RunLayout
+from pipeline.state.store import RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SCRIPT = ROOT / "scripts" / "make_sample_data.py"

@@ -33,8 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline import schema, store
+from pipeline import schema
 from pipeline.merge import shards
+from pipeline.state import store
 
 ROW_GROUP_ROWS = 65_536
 DANGEROUS_START = r"^[=+\-@\t\r]"  # what Excel may read as a formula or a DDE call

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from pipeline import schema, store
+from pipeline import schema
 from pipeline.merge import shards
 from pipeline.merge.cells import MAX_CELL_CHARS, Changes
 from pipeline.merge.package import Package
 from pipeline.merge.sheets import Sheet, SplitSheet, key_value_sheet
+from pipeline.state import store
 
 SUMMARY, RESULTS, FAILURES = "Summary", "Results", "Failures"
 EXCEL_MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows, less the header

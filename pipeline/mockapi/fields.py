@@ -6,7 +6,7 @@ card rewards, scoring turns a value into rupees per month, the text lists breakd
 
 from __future__ import annotations
 
-from pipeline.cardgenius import ANNUAL_FIELDS, MONTHLY_FIELDS, QUARTERLY_FIELDS
+from pipeline.api.cardgenius import ANNUAL_FIELDS, MONTHLY_FIELDS, QUARTERLY_FIELDS
 
 __all__ = [
     "ANNUAL_FIELDS",

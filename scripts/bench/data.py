@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import SCRIPTS
-from pipeline.cardgenius import build_body
+from pipeline.api.cardgenius import build_body
 
 ID_COLUMN = "user_id"
 MAPPING: dict[str, tuple[str, ...]] = {

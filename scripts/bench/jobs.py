@@ -26,8 +26,8 @@ SHARD_ROWS = 1000
 
 
 def shard(args: argparse.Namespace) -> int:
-    from pipeline.shard import shard_input
-    from pipeline.store import RunLayout
+    from pipeline.inputs.shard import shard_input
+    from pipeline.state.store import RunLayout
 
     report = shard_input(
         args.input,
@@ -64,7 +64,8 @@ def seed_read(args: argparse.Namespace) -> int:
 
 def results(args: argparse.Namespace) -> int:
     """Result shards of `rows` ok rows in the pipeline's result schema (top 3, 4 API fields)."""
-    from pipeline import cardgenius, schema
+    from pipeline import schema
+    from pipeline.api import cardgenius
 
     derived = cardgenius.derived_fields(list(MAPPING), 3)
     result_schema = schema.result_schema(ID_COLUMN, VALUE_COLUMNS, derived)

@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import runinfo
-from pipeline.client import (
+from pipeline.api.client import (
     CardGeniusClient,
     TokenSource,
     fetch_token,
     new_session,
 )
+from pipeline.api.endpoint import open_endpoint
 from pipeline.config import Config
 from pipeline.errors import CallError
 
@@ -55,7 +55,7 @@ def run_probe(
     sizes: list[tuple[int, int, int]] = []
     latencies: list[float] = []
     errors: list[str] = []
-    with runinfo.open_endpoint(config) as endpoint:
+    with open_endpoint(config) as endpoint:
         session = new_session(endpoint)
         session.hooks["response"].append(functools.partial(_record_sizes, sizes))
         tokens = TokenSource(endpoint, fetch_token) if endpoint.auth == "partner-token" else None

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.readers import KINDS, count_rows, input_columns, read_batches
-from pipeline.store import RunLayout, write_parquet_atomic
-from pipeline.validate import RowChecker
+from pipeline.inputs.readers import KINDS, count_rows, input_columns, read_batches
+from pipeline.inputs.validate import RowChecker
+from pipeline.state.store import RunLayout, write_parquet_atomic
 
 __all__ = ["KINDS", "ShardingReport", "count_rows", "input_columns", "shard_input"]
 

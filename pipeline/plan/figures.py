@@ -20,16 +20,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pipeline import cardgenius
+from pipeline.api import cardgenius
 from pipeline.config import Config, MockConfig
 from pipeline.errors import ConfigError
-from pipeline.planprobe import ProbeResult, mean, run_probe
-from pipeline.planreport import render_report
 
 # The reader and row checker of a run, so that plan cleans and rejects exactly as a run does.
-from pipeline.readers import read_batches
+from pipeline.inputs.readers import read_batches
+from pipeline.inputs.validate import RowChecker
+from pipeline.plan.probe import ProbeResult, mean, run_probe
+from pipeline.plan.report import render_report
 from pipeline.schema import INVALID
-from pipeline.validate import RowChecker
 
 log = logging.getLogger("pipeline")
 

@@ -34,19 +34,20 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import cardgenius, schema
-from pipeline.answers import RELEASED, body_keys
-from pipeline.client import Answer
+from pipeline import schema
+from pipeline.api import cardgenius
+from pipeline.api.client import Answer
 from pipeline.errors import CallError, PermanentError, TransientError
-from pipeline.progress import WorkerEvent
-from pipeline.ratelimit import OTHER, SUCCESS, TRANSIENT
-from pipeline.retry import error_kind
-from pipeline.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
-from pipeline.worker import ShardReport, ShardTask, WorkerProcess
+from pipeline.run.process import WorkerProcess
+from pipeline.run.tasks import ShardReport, ShardTask
+from pipeline.state.answers import RELEASED, body_keys
+from pipeline.state.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
+from pipeline.traffic.limiter import OTHER, SUCCESS, TRANSIENT
+from pipeline.traffic.retry import error_kind
+from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
 
 CHECKPOINT_ROWS = 50
 CHECKPOINT_SECONDS = 1.0
-EVENT_SECONDS = 0.5
 PARKED_CHECK_SECONDS = 0.25
 """How often rows parked for an earlier shard's answer look for it in the store."""
 HOUSEKEEPING_SECONDS = 0.1

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from pipeline.cardgenius import BadBody, cards_of
+from pipeline.api.cardgenius import BadBody, cards_of
 from pipeline.errors import AuthError, CallError, PermanentError, TransientError
-from pipeline.retry import AUTH, PERMANENT, SUCCESS, classify_status, parse_retry_after
+from pipeline.traffic.retry import AUTH, PERMANENT, SUCCESS, classify_status, parse_retry_after
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 

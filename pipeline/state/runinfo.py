@@ -11,22 +11,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.client import Endpoint, partner_urls
 from pipeline.config import Config
-from pipeline.errors import ConfigError, InputError
-from pipeline.store import RunLayout, read_run, write_json_atomic
-
-if TYPE_CHECKING:
-    from pipeline.merge.export import ExportReport
-    from pipeline.merge.workbook import MergeReport
+from pipeline.errors import InputError
+from pipeline.state.store import RunLayout, read_run, write_json_atomic
 
 log = logging.getLogger("pipeline")
 RUN_FORMAT = 1
@@ -130,116 +123,6 @@ def record_summary(layout: RunLayout, facts: list[tuple[str, object]]) -> None:
     info = read_run(layout) or {}
     info["last_session"] = [[label, value] for label, value in facts]
     write_json_atomic(layout.run_file, info)
-
-
-MERGE_FORMATS = ("xlsx", "parquet", "csv")
-
-
-def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeReport | ExportReport:
-    """Write the run's results from the result shards that exist now: the workbook (`xlsx`), or
-    every row as `parquet` or `csv` beside it, named like it (`results.parquet`)."""
-    # Imported here: openpyxl and the writer are ~0.2 s a run needs only at its end.
-    from pipeline.merge import export_csv, export_parquet, write_workbook
-
-    if fmt not in MERGE_FORMATS:
-        raise ValueError(f"format {fmt!r}: must be one of {', '.join(MERGE_FORMATS)}")
-    # Shard names hold their index, zero-padded to 5 digits and longer past 99,999: by length
-    # first, then by name, is input order.
-    names = sorted(layout.result_shards(), key=lambda name: (len(name), name))
-    shard_paths = [layout.result_shard(name) for name in names]
-    workbook = layout.root / config.output.excel
-    id_column, value_columns = config.input.id_column, config.value_columns
-    started = time.monotonic()
-    report: MergeReport | ExportReport
-    if fmt == "xlsx":
-        info = read_run(layout) or {}
-        rows = info.get("input", {}).get("rows")
-        facts = _summary_facts(info, rows)
-        dest = workbook
-        report = write_workbook(
-            dest,
-            shard_paths,
-            id_column=id_column,
-            value_columns=value_columns,
-            facts=facts,
-            expected_rows=rows,
-        )
-    else:
-        export = export_parquet if fmt == "parquet" else export_csv
-        dest = workbook.with_suffix(f".{fmt}")
-        report = export(dest, shard_paths, id_column=id_column, value_columns=value_columns)
-    log.info("Wrote %s in %.1fs", dest, time.monotonic() - started)
-    return report
-
-
-def _summary_facts(info: dict[str, Any], rows: int | None) -> list[tuple[str, object]]:
-    """The Summary sheet's lines about the run: input, timing, what defines the results, the
-    settings used, and the last session's figures (requests, retries, latency, ...)."""
-    elapsed = float(info.get("elapsed_seconds", 0.0))
-    fp = info.get("fingerprint", {})
-    facts: list[tuple[str, object]] = [
-        ("input", fp.get("input", {}).get("path")),
-        ("input rows", rows),
-        ("started", info.get("started_at")),
-        ("finished", info.get("finished_at") or "not finished"),
-        ("duration (s)", round(elapsed, 1)),
-        ("throughput (users/s)", round(rows / elapsed, 2) if rows and elapsed else None),
-        ("merged", now_iso()),
-        ("id column", fp.get("id_column")),
-    ]
-    facts += [(f"request.{k}", " + ".join(v)) for k, v in fp.get("request", {}).items()]
-    facts += [(f"endpoint.{k}", v) for k, v in fp.get("endpoint", {}).items()]
-    facts += [("top_n", fp.get("top_n")), ("limit", fp.get("limit"))]
-    for table, values in info.get("settings", {}).items():
-        facts += [(f"{table}.{key}", value) for key, value in values.items()]
-    facts += [(f"last session: {label}", value) for label, value in info.get("last_session", [])]
-    return facts
-
-
-def mock_settings(config: Config) -> Any:
-    from pipeline.mockapi import MockSettings
-
-    m = config.mock
-    return MockSettings(
-        latency_ms=m.latency_ms,
-        jitter_ms=m.jitter_ms,
-        error_rate=m.error_rate,
-        rate_limit=m.rate_limit,
-        cards=m.cards,
-        seed=m.seed,
-    )
-
-
-@contextlib.contextmanager
-def open_endpoint(config: Config) -> Iterator[Endpoint]:
-    """The endpoint to call; with `[api] mock = true`, a mock API started for the run."""
-    api = config.api
-    key = os.environ.get(api.key_env, "")
-    verify: str | bool = api.ca_bundle or True
-    with contextlib.ExitStack() as stack:
-        url = api.url
-        if api.mock:
-            from pipeline import mockapi
-
-            settings = mock_settings(config)
-            mock = stack.enter_context(mockapi.start_mock_process(settings))
-            url = mock.base_url + "/cg/api/pro"
-            key = key or settings.api_key
-            log.info("Started the mock CardGenius API on %s", mock.base_url)
-        token_url = ""
-        if api.auth == "partner-token":
-            if not key:
-                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
-            url, token_url = partner_urls(url)
-        yield Endpoint(
-            url=url,
-            auth=api.auth,
-            token_url=token_url,
-            api_key=key,
-            timeout=api.timeout,
-            connect_timeout=api.connect_timeout,
-            verify=verify,
-        )
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import schema
-from pipeline.progress import (
+from pipeline.view.progress import (
     ERROR_KINDS,
     RunSnapshot,
     RunStats,

@@ -11,8 +11,8 @@ from typing import Any
 
 from pipeline import schema
 from pipeline.config import Config
-from pipeline.retry import error_kind
-from pipeline.store import RunLayout, read_checkpoint, read_parquet, read_run
+from pipeline.state.store import RunLayout, read_checkpoint, read_parquet, read_run
+from pipeline.traffic.retry import error_kind
 
 
 def collect(config: Config) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
+from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 
 # Requests are spaced for 99% of the rate: a request that starts late (a busy CPU, the GIL)
 # lands in the next second beside ones that start on time, and the margin keeps every

@@ -16,63 +16,18 @@ shard's own thread checkpoints and reports. The run's `stop` is read from a loca
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from pipeline import cardgenius, schema
-from pipeline.answers import AnswerCache, read_repeated
-from pipeline.client import CardGeniusClient, Endpoint, TokenSource, fetch_token, new_session
 from pipeline.imports import skip_pandas
-from pipeline.ratelimit import Limiter, SharedLimits
-from pipeline.retry import RetryPolicy
-from pipeline.store import RunLayout
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    endpoint: Endpoint
-    policy: RetryPolicy
-    threads: int
-    """Threads in this process; each has its own Session."""
-    root: Path
-    """The run's output folder."""
-    id_column: str
-    mapping: tuple[tuple[str, tuple[str, ...]], ...]
-    """API field -> input columns added up for it."""
-    top_n: int
-    dedupe: bool = True
-    """Send identical request bodies once per run (answers.py)."""
-
-    @property
-    def value_columns(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c for _, columns in self.mapping for c in columns))
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    name: str
-    retry_failed: bool = False
-    """Keep the shard's existing outcomes and request only its `failed` rows again."""
-
-
-@dataclass(frozen=True)
-class ShardReport:
-    name: str
-    finished: bool
-    counts: dict[str, int] = field(default_factory=dict)
-    """Rows by final state; only for a finished shard."""
-    requests: int = 0
-    retried_rows: int = 0
-    """Rows requested in this session (for rerun-failed: the failed rows retried)."""
-    recovered: int = 0
-    """Of those, rows that ended ok or no_cards."""
-
+from pipeline.run.process import WorkerProcess
+from pipeline.run.shardrun import ShardRun
+from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
+from pipeline.traffic.limiter import Limiter, SharedLimits
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
 GIL_SWITCH_SECONDS = 0.02
@@ -105,7 +60,6 @@ def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int)
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     init_local(limits, events, stop)
     _watch_parent(stop, coordinator)
-    import pipeline.shardrun  # noqa: F401  (now, while the coordinator is still sharding)
 
 
 def init_local(limits: SharedLimits, events: Any, stop: Any) -> None:
@@ -144,8 +98,6 @@ def ready() -> None:
 
 def run_shard(settings: WorkerSettings, task: ShardTask) -> ShardReport:
     """Pool entry point: run one shard in this process."""
-    from pipeline.shardrun import ShardRun
-
     if _shared is None:
         raise RuntimeError("run_shard called before init_process")
     if _shared.process is None:  # every task of a pool carries the same settings
@@ -173,45 +125,3 @@ def _watch_parent(stop: Any, parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-class WorkerProcess:
-    """One process's threads, sessions and token; the same for every shard it runs."""
-
-    def __init__(self, settings: WorkerSettings, limiter: Limiter, events: Any, stop: Any):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.settings = settings
-        self.limiter = limiter
-        self.events = events
-        self.stop = stop
-        self.layout = RunLayout(settings.root)
-        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="request")
-        self.local = threading.local()
-        self.rng = random.Random()
-        endpoint = settings.endpoint
-        self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
-        self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else {}
-        self.answers = AnswerCache(self.layout.answers_file) if self.repeated else None
-        self.mapped = [api_field for api_field, _ in settings.mapping]
-        self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
-        # What a row with the same request body copies from another's outcome.
-        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR} | {
-            name for name, _ in self.derived
-        }
-        self.result_schema = schema.result_schema(
-            settings.id_column, settings.value_columns, self.derived
-        )
-
-    def client(self) -> CardGeniusClient:
-        """The calling thread's client, with its own Session (made on first use)."""
-        client: CardGeniusClient | None = getattr(self.local, "client", None)
-        if client is None:
-            endpoint = self.settings.endpoint
-            client = CardGeniusClient(endpoint, new_session(endpoint), self.tokens)
-            self.local.client = client
-        return client
-
-    def body(self, row: dict[str, Any]) -> dict[str, float]:
-        mapping = self.settings.mapping
-        return cardgenius.build_body({f: tuple(row[c] for c in cols) for f, cols in mapping})

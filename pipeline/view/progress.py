@@ -29,6 +29,8 @@ from typing import Protocol
 
 from pipeline import schema
 
+EVENT_SECONDS = 0.5
+"""How often a shard sends the coordinator a `WorkerEvent`."""
 ERROR_KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "bad_body", "other")
 """The kinds `retry.error_kind` names, in the order views list them."""
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipeline.client import USER_AGENT
+from pipeline.api.client import USER_AGENT
 from pipeline.config import Config
-from pipeline.planprobe import ProbeResult, mean
-from pipeline.progress import format_duration, percentile
+from pipeline.plan.probe import ProbeResult, mean
+from pipeline.view.progress import format_duration, percentile
 
 if TYPE_CHECKING:  # plan.py imports this module to render its figures
-    from pipeline.plan import Figures, InputFacts, Load
+    from pipeline.plan.figures import Figures, InputFacts, Load
 
 
 def render_report(

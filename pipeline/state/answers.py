@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import schema
-from pipeline.store import RunLayout, read_parquet, write_parquet_atomic
+from pipeline.state.store import RunLayout, read_parquet, write_parquet_atomic
 
 
 def body_keys(table: pa.Table, mapping: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:

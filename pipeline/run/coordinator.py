@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from pipeline import runinfo, schema, worker
-from pipeline.answers import find_repeated
-from pipeline.client import Endpoint
+from pipeline import schema
+from pipeline.api.client import Endpoint
+from pipeline.api.endpoint import open_endpoint
 from pipeline.config import Config
 from pipeline.errors import (
     EXIT_FAILED_ROWS,
@@ -34,11 +34,21 @@ from pipeline.errors import (
     EXIT_OUTAGE,
     RunStateError,
 )
-from pipeline.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
 from pipeline.merge import read_outcome_counts
-from pipeline.pool import PoolResult, ShardPool
-from pipeline.progress import LogProgress, NullProgress, Progress
-from pipeline.store import RunLayout, changed_keys, read_checkpoint, read_run, write_json_atomic
+from pipeline.merge.run import merge_run
+from pipeline.run.pool import PoolResult, ShardPool
+from pipeline.run.tasks import ShardTask
+from pipeline.state import runinfo
+from pipeline.state.answers import find_repeated
+from pipeline.state.store import (
+    RunLayout,
+    changed_keys,
+    read_checkpoint,
+    read_run,
+    write_json_atomic,
+)
+from pipeline.view.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
+from pipeline.view.progress import LogProgress, NullProgress, Progress
 
 log = logging.getLogger("pipeline")
 
@@ -70,7 +80,7 @@ def run(config: Config, options: RunOptions) -> int:
                 log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
                 if options.merge:
                     _preload_merge()
-                with runinfo.open_endpoint(config) as endpoint:
+                with open_endpoint(config) as endpoint:
                     result = _execute(pool, endpoint, tasks, info, options.progress)
                 interrupted = result.interrupted or not all(r.finished for r in result.reports)
                 outage = result.outage
@@ -101,7 +111,7 @@ def run(config: Config, options: RunOptions) -> int:
                 )
                 return EXIT_INTERRUPTED
             if options.merge:
-                runinfo.merge_run(config, layout)
+                merge_run(config, layout)
         counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
         return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
 
@@ -173,7 +183,7 @@ def _shard(
     config: Config, options: RunOptions, layout: RunLayout, fingerprint: dict[str, Any]
 ) -> dict[str, Any]:
     # Imported here, after the workers have been started: polars takes ~0.1 s to import.
-    from pipeline.shard import shard_input
+    from pipeline.inputs.shard import shard_input
 
     shutil.rmtree(layout.input_dir, ignore_errors=True)  # a sharding cut short starts again
     info = runinfo.new_run(config, fingerprint)
@@ -215,14 +225,14 @@ def _shard(
     return info
 
 
-def _tasks(layout: RunLayout, retry_failed: bool) -> list[worker.ShardTask]:
+def _tasks(layout: RunLayout, retry_failed: bool) -> list[ShardTask]:
     finished = set(layout.result_shards())
-    tasks = [worker.ShardTask(name) for name in layout.input_shards() if name not in finished]
+    tasks = [ShardTask(name) for name in layout.input_shards() if name not in finished]
     if retry_failed:
         for name in sorted(finished):
             counts = read_outcome_counts([layout.result_shard(name)])
             if counts.get(schema.FAILED):
-                tasks.append(worker.ShardTask(name, retry_failed=True))
+                tasks.append(ShardTask(name, retry_failed=True))
         tasks.sort(key=lambda t: t.name)
     return tasks
 
@@ -230,7 +240,7 @@ def _tasks(layout: RunLayout, retry_failed: bool) -> list[worker.ShardTask]:
 def _execute(
     pool: ShardPool,
     endpoint: Endpoint,
-    tasks: list[worker.ShardTask],
+    tasks: list[ShardTask],
     info: dict[str, Any],
     progress_mode: str,
 ) -> PoolResult:
@@ -274,7 +284,7 @@ def _progress(mode: str) -> Iterator[tuple[Progress, Console]]:
             log.addHandler(h)
 
 
-def _rows_to_do(layout: RunLayout, tasks: list[worker.ShardTask], info: dict[str, Any]) -> int:
+def _rows_to_do(layout: RunLayout, tasks: list[ShardTask], info: dict[str, Any]) -> int:
     """Rows of these tasks without an outcome yet (checkpointed rows count as done).
 
     Shard sizes come from run.json, not from opening each shard: a resume of 2,000 shards

@@ -1,0 +1,67 @@
+"""The endpoint a run calls: the partner's, or the embedded mock API started for the run.
+
+`open_endpoint(config)` yields the `Endpoint` (url, auth flow, token url, key, timeouts) the
+workers and the probe use; with `[api] mock = true` it starts the mock in its own process
+first and stops it when the block ends. The key comes from the environment variable that
+`[api] key_env` names, and is never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline.api.client import Endpoint, partner_urls
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+
+log = logging.getLogger("pipeline")
+
+
+def mock_settings(config: Config) -> Any:
+    from pipeline.mockapi import MockSettings
+
+    m = config.mock
+    return MockSettings(
+        latency_ms=m.latency_ms,
+        jitter_ms=m.jitter_ms,
+        error_rate=m.error_rate,
+        rate_limit=m.rate_limit,
+        cards=m.cards,
+        seed=m.seed,
+    )
+
+
+@contextlib.contextmanager
+def open_endpoint(config: Config) -> Iterator[Endpoint]:
+    """The endpoint to call; with `[api] mock = true`, a mock API started for the run."""
+    api = config.api
+    key = os.environ.get(api.key_env, "")
+    verify: str | bool = api.ca_bundle or True
+    with contextlib.ExitStack() as stack:
+        url = api.url
+        if api.mock:
+            from pipeline import mockapi
+
+            settings = mock_settings(config)
+            mock = stack.enter_context(mockapi.start_mock_process(settings))
+            url = mock.base_url + "/cg/api/pro"
+            key = key or settings.api_key
+            log.info("Started the mock CardGenius API on %s", mock.base_url)
+        token_url = ""
+        if api.auth == "partner-token":
+            if not key:
+                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
+            url, token_url = partner_urls(url)
+        yield Endpoint(
+            url=url,
+            auth=api.auth,
+            token_url=token_url,
+            api_key=key,
+            timeout=api.timeout,
+            connect_timeout=api.connect_timeout,
+            verify=verify,
+        )

@@ -1,0 +1,84 @@
+"""The merge entry: the run's result shards to the workbook, or to one Parquet or CSV file.
+
+`merge_run(config, layout, fmt)` reads run.json for the Summary sheet's facts and hands the
+result shards, in input order, to the workbook writer or the exporter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Config
+from pipeline.state.runinfo import now_iso
+from pipeline.state.store import RunLayout, read_run
+
+if TYPE_CHECKING:
+    from pipeline.merge.export import ExportReport
+    from pipeline.merge.workbook import MergeReport
+
+log = logging.getLogger("pipeline")
+
+MERGE_FORMATS = ("xlsx", "parquet", "csv")
+
+
+def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeReport | ExportReport:
+    """Write the run's results from the result shards that exist now: the workbook (`xlsx`), or
+    every row as `parquet` or `csv` beside it, named like it (`results.parquet`)."""
+    # Imported here: openpyxl and the writer are ~0.2 s a run needs only at its end.
+    from pipeline.merge import export_csv, export_parquet, write_workbook
+
+    if fmt not in MERGE_FORMATS:
+        raise ValueError(f"format {fmt!r}: must be one of {', '.join(MERGE_FORMATS)}")
+    # Shard names hold their index, zero-padded to 5 digits and longer past 99,999: by length
+    # first, then by name, is input order.
+    names = sorted(layout.result_shards(), key=lambda name: (len(name), name))
+    shard_paths = [layout.result_shard(name) for name in names]
+    workbook = layout.root / config.output.excel
+    id_column, value_columns = config.input.id_column, config.value_columns
+    started = time.monotonic()
+    report: MergeReport | ExportReport
+    if fmt == "xlsx":
+        info = read_run(layout) or {}
+        rows = info.get("input", {}).get("rows")
+        facts = _summary_facts(info, rows)
+        dest = workbook
+        report = write_workbook(
+            dest,
+            shard_paths,
+            id_column=id_column,
+            value_columns=value_columns,
+            facts=facts,
+            expected_rows=rows,
+        )
+    else:
+        export = export_parquet if fmt == "parquet" else export_csv
+        dest = workbook.with_suffix(f".{fmt}")
+        report = export(dest, shard_paths, id_column=id_column, value_columns=value_columns)
+    log.info("Wrote %s in %.1fs", dest, time.monotonic() - started)
+    return report
+
+
+def _summary_facts(info: dict[str, Any], rows: int | None) -> list[tuple[str, object]]:
+    """The Summary sheet's lines about the run: input, timing, what defines the results, the
+    settings used, and the last session's figures (requests, retries, latency, ...)."""
+    elapsed = float(info.get("elapsed_seconds", 0.0))
+    fp = info.get("fingerprint", {})
+    facts: list[tuple[str, object]] = [
+        ("input", fp.get("input", {}).get("path")),
+        ("input rows", rows),
+        ("started", info.get("started_at")),
+        ("finished", info.get("finished_at") or "not finished"),
+        ("duration (s)", round(elapsed, 1)),
+        ("throughput (users/s)", round(rows / elapsed, 2) if rows and elapsed else None),
+        ("merged", now_iso()),
+        ("id column", fp.get("id_column")),
+    ]
+    facts += [(f"request.{k}", " + ".join(v)) for k, v in fp.get("request", {}).items()]
+    facts += [(f"endpoint.{k}", v) for k, v in fp.get("endpoint", {}).items()]
+    facts += [("top_n", fp.get("top_n")), ("limit", fp.get("limit"))]
+    for table, values in info.get("settings", {}).items():
+        facts += [(f"{table}.{key}", value) for key, value in values.items()]
+    facts += [(f"last session: {label}", value) for label, value in info.get("last_session", [])]
+    return facts

@@ -1,0 +1,1 @@
+"""`pipeline plan`: the figures, the probe and the report."""

@@ -1,0 +1,63 @@
+"""A worker process's resources, the same for every shard it runs.
+
+`WorkerProcess` holds the request threads, one `requests.Session` per thread (made on first
+use), the partner-token source and the answer store, plus what each shard needs from the
+settings: the request mapping, the derived columns and the result schema. `close()` releases
+them; the pool's processes call it at exit and the serial executor when the run ends.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+from pipeline import schema
+from pipeline.api import cardgenius
+from pipeline.api.client import CardGeniusClient, TokenSource, fetch_token, new_session
+from pipeline.run.tasks import WorkerSettings
+from pipeline.state.answers import AnswerCache, read_repeated
+from pipeline.state.store import RunLayout
+from pipeline.traffic.limiter import Limiter
+
+
+class WorkerProcess:
+    """One process's threads, sessions and token; the same for every shard it runs."""
+
+    def __init__(self, settings: WorkerSettings, limiter: Limiter, events: Any, stop: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.settings = settings
+        self.limiter = limiter
+        self.events = events
+        self.stop = stop
+        self.layout = RunLayout(settings.root)
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="request")
+        self.local = threading.local()
+        self.rng = random.Random()
+        endpoint = settings.endpoint
+        self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
+        self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else {}
+        self.answers = AnswerCache(self.layout.answers_file) if self.repeated else None
+        self.mapped = [api_field for api_field, _ in settings.mapping]
+        self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
+        # What a row with the same request body copies from another's outcome.
+        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR} | {
+            name for name, _ in self.derived
+        }
+        self.result_schema = schema.result_schema(
+            settings.id_column, settings.value_columns, self.derived
+        )
+
+    def client(self) -> CardGeniusClient:
+        """The calling thread's client, with its own Session (made on first use)."""
+        client: CardGeniusClient | None = getattr(self.local, "client", None)
+        if client is None:
+            endpoint = self.settings.endpoint
+            client = CardGeniusClient(endpoint, new_session(endpoint), self.tokens)
+            self.local.client = client
+        return client
+
+    def body(self, row: dict[str, Any]) -> dict[str, float]:
+        mapping = self.settings.mapping
+        return cardgenius.build_body({f: tuple(row[c] for c in cols) for f, cols in mapping})

@@ -1,0 +1,1 @@
+"""The run folder: its layout, atomic writes, checkpoints, run.json, the answer store."""

@@ -1,0 +1,1 @@
+"""What a person sees: progress events and stats, the live view, `status`."""
