@@ -12,6 +12,8 @@ EXIT_OK = 0
 EXIT_FAILED_ROWS = 1
 EXIT_USAGE = 2
 EXIT_OUTAGE = 3
+EXIT_REFUSED = 4
+EXIT_LOCAL = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -37,6 +39,20 @@ class OutageError(PipelineError):
     """The API stayed unavailable for longer than `[retry] give_up_after`; state is saved."""
 
     exit_code = EXIT_OUTAGE
+
+
+class RefusedError(PipelineError):
+    """The API refused the run: credentials refused, or the same permanent error for every
+    request (a wrong url, a changed API). State is saved and no row is marked failed."""
+
+    exit_code = EXIT_REFUSED
+
+
+class LocalError(PipelineError):
+    """A local failure: disk full, permission denied, a worker process that keeps dying.
+    State is saved; the message names the path or the shard."""
+
+    exit_code = EXIT_LOCAL
 
 
 class CallError(Exception):
