@@ -174,6 +174,12 @@ def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
 
     if args.limit is not None and args.limit < 1:
         raise PipelineError(f"--limit {args.limit}: must be at least 1")
+    if retry_failed and args.fresh:
+        # Starting over would throw away the very rows it is asked to retry.
+        raise PipelineError(
+            "rerun-failed --fresh: rerun-failed retries the failed rows of the run in the "
+            "output folder; to discard that run and start over, use `pipeline run --fresh`"
+        )
     return RunOptions(
         fresh=args.fresh,
         merge=not args.no_merge,

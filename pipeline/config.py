@@ -18,9 +18,15 @@ from typing import Any
 
 import tomllib
 
-from pipeline.api.cardgenius import REQUEST_FIELDS
+from pipeline.api.cardgenius import REQUEST_FIELDS, derived_fields
 from pipeline.errors import ConfigError
 from pipeline.schema import RESERVED
+
+EXCEL_MAX_COLUMNS = 16_384
+RESULTS_SPARE_COLUMNS = 16
+"""Results columns kept free below Excel's limit for the columns the workbook adds itself
+(when the answer came, whether it was reused, ...), so `top_n` is refused here, at load,
+rather than by the merge after every request was paid for."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,10 @@ class ApiConfig:
     """Seconds to wait for a connection."""
     ca_bundle: str = ""
     """Path to a CA bundle for a corporate proxy; "" = the system's."""
-    mock: bool = True
-    """Start the embedded mock API for the run and send every request to it."""
+    mock: bool = False
+    """Start the embedded mock API for the run and send every request to it. Off unless
+    asked for: a config that names a real `url` must get real answers, never simulated ones
+    (the shipped config.toml turns it on for the sample)."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +176,17 @@ def build_config(
     config = Config(request=request, source=source, **tables)
     for key, value in (overrides or {}).items():
         config = _override(config, key, value)
-    _check(where, config)
+    _check(where, config, {key: _flag(key) for key in overrides or {}})
     return config
+
+
+def _flag(key: str) -> str:
+    """The command-line flag that overrides config `key` ("processing.max_workers" ->
+    "--max-workers"); a few flags are named otherwise than their key."""
+    name = key.partition(".")[2]
+    return {"output.dir": "--out", "input.path": "--input", "processing.rate_limit": "--rate"}.get(
+        key, f"--{name.replace('_', '-')}"
+    )
 
 
 def _build_table(where: str, name: str, cls: type, table: Mapping[str, Any], base: Path) -> Any:
@@ -230,7 +247,12 @@ def _build_request(where: str, table: Any) -> dict[str, tuple[str, ...]]:
             or not all(isinstance(c, str) and c.strip() for c in columns)
         ):
             raise ConfigError(f"{label} = {columns!r}: must be a column name or a list of them")
-        mapping[api_field] = tuple(c.strip() for c in columns)
+        names = tuple(c.strip() for c in columns)
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:
+            # The body would add the column twice while Results shows it once.
+            raise ConfigError(f"{label}: column {twice[0]!r} is listed twice; list it once")
+        mapping[api_field] = names
     return mapping
 
 
@@ -238,8 +260,7 @@ def _override(config: Config, key: str, value: Any) -> Config:
     table_name, _, name = key.partition(".")
     table = getattr(config, table_name)
     default = getattr(type(table)(), name)
-    label = f"--{name.replace('_', '-')}"
-    coerced = _coerce(label, default, value)
+    coerced = _coerce(_flag(key), default, value)
     if isinstance(coerced, Path) and not coerced.is_absolute():
         coerced = Path.cwd() / coerced
     return replace(config, **{table_name: replace(table, **{name: coerced})})
@@ -267,10 +288,13 @@ _NOT_NEGATIVE = (
 )
 
 
-def _check(where: str, c: Config) -> None:
-    """The rules that span one value or several; each message names the key and the rule."""
+def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
+    """The rules that span one value or several; each message names the key and the rule,
+    or the command-line flag when the value came from one (`flags`: key -> flag)."""
 
     def fail(key: str, rule: str) -> None:
+        if key in flags:
+            raise ConfigError(f"{flags[key]} {_get(c, key)}: {rule}")
         table, _, name = key.partition(".")
         raise ConfigError(f"{where}: [{table}] {name} = {_get(c, key)!r}: {rule}")
 
@@ -297,13 +321,35 @@ def _check(where: str, c: Config) -> None:
         fail("api.url", "must start with http:// or https://")
     if not c.input.id_column.strip():
         fail("input.id_column", "must name a column")
-    for name in (c.input.id_column, *c.value_columns):
-        if name in RESERVED:
-            raise ConfigError(f"{where}: input column {name!r} clashes with a result column name")
     if c.input.id_column in c.value_columns:
         fail("input.id_column", "is also mapped in [request]")
+    # id, status, the values, then cards_returned, best_card_savings_gap and per card 6 + one
+    # per API field (derived_fields); counted, not built: top_n may be absurdly large.
+    width = 2 + len(c.value_columns) + 2 + c.output.top_n * (6 + len(c.request))
+    if width > EXCEL_MAX_COLUMNS - RESULTS_SPARE_COLUMNS:
+        fail(
+            "output.top_n",
+            f"gives {width} Results columns, more than an Excel sheet holds "
+            f"({EXCEL_MAX_COLUMNS}, less {RESULTS_SPARE_COLUMNS} kept for the workbook's own)",
+        )
+    derived = derived_fields(list(c.request), c.output.top_n)
+    _check_names(where, c, {name for name, _ in derived})
     if not c.output.excel.lower().endswith(".xlsx") or "/" in c.output.excel:
         fail("output.excel", "must be a file name ending in .xlsx")
+
+
+def _check_names(where: str, c: Config, derived: set[str]) -> None:
+    """The id column and the mapped columns go into the results beside the pipeline's own
+    columns; one named like those (`status`, `top1_card_id`, ...) would be overwritten, so it
+    is refused: rename it in the input."""
+    for name in (c.input.id_column, *c.value_columns):
+        if name in RESERVED or name in derived:
+            key = "[input] id_column" if name == c.input.id_column else "[request]"
+            raise ConfigError(
+                f"{where}: {key}: input column {name!r} has the name of a result column; "
+                "rename it in the input file (result columns: status, http_status, attempts, "
+                "latency_ms, error, cards_returned, best_card_savings_gap, top<k>_...)"
+            )
 
 
 def _get(config: Config, key: str) -> Any:

@@ -52,6 +52,23 @@ def test_bad_limit_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err.strip() == "error: --limit 0: must be at least 1"
 
 
+def test_rerun_failed_fresh_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not ignored: it would retry the failed rows of the very run it was told to discard."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    argv = ["rerun-failed", "--config", str(root / "config.toml"), "--out", str(out), "--fresh"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: rerun-failed --fresh: ") and "pipeline run --fresh" in err
+    assert not out.exists()
+
+
+def test_out_of_range_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert main(["run", "--config", str(root / "config.toml"), "--max-workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --max-workers 0: must be at least 1"
+
+
 def test_python_dash_m_and_mock_api_serve(tmp_path: Path) -> None:
     import socket
 

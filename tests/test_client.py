@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -153,6 +154,19 @@ def test_wrong_key_is_permanent_and_never_shown(mock_server: MockServer) -> None
     assert info.value.http_status == 401
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in repr(endpoint)
+
+
+def test_token_fetch_closes_its_session(mock_server: MockServer) -> None:
+    """The Session made for a token fetch is closed before the error leaves: a refused key's
+    error (kept by the caller, with its traceback and so the Session) holds no connection."""
+    endpoint = partner_endpoint(mock_server, key="wrong")
+    with pytest.raises(PermanentError) as info:
+        fetch_token(endpoint)
+    deadline = time.monotonic() + 5.0
+    while mock_server.open_connections() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server's thread sees the client's close on its next read
+    assert mock_server.open_connections() == 0
+    assert info.value.http_status == 401
 
 
 def test_session_reads_proxies_and_ca_bundle_from_the_environment_once(

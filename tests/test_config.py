@@ -103,7 +103,7 @@ def test_bad_values_name_the_key(tmp_path: Path, extra: str, fragment: str) -> N
         ("", "[request] must map at least one API field"),
         ('[request]\namazon = "a"\n', "[request] amazon: not a CardGenius request field"),
         ("[request]\namazon_spends = []\n", "must be a column name or a list of them"),
-        ('[request]\namazon_spends = "status"\n', "clashes with a result column"),
+        ('[request]\namazon_spends = "status"\n', "has the name of a result column"),
         ("[request\n", "not valid TOML"),
     ],
 )
@@ -118,9 +118,63 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_bad_override_names_the_flag(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"max_workers = 0: must be at least 1"):
-        load_config(write(tmp_path, MINIMAL), {"processing.max_workers": 0})
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"processing.max_workers": 0}, "--max-workers 0: must be at least 1"),
+        ({"processing.rate_limit": -2.0}, "--rate -2.0: must not be negative"),
+        ({"processing.shard_size": 0}, "--shard-size 0: must be at least 1"),
+        (
+            {"processing.max_workers": 2, "processing.processes": 3},
+            "--processes 3: must not exceed max_workers (2)",
+        ),
+    ],
+)
+def test_bad_override_names_the_flag_not_the_file(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL), overrides)
+    assert str(info.value) == message  # not "config.toml: [processing] ..."
+
+
+def test_mock_is_off_unless_asked_for(tmp_path: Path) -> None:
+    """A config that names a real url and says nothing about the mock calls the url."""
+    text = MINIMAL + '[api]\nurl = "https://partner.example/cg/api/pro"\n'
+    assert load_config(write(tmp_path, text)).api.mock is False
+    assert Config().api.mock is False
+
+
+def test_a_column_listed_twice_in_one_field_is_refused(tmp_path: Path) -> None:
+    text = '[request]\nother_online_spends = ["b", "c", "b"]\n'
+    with pytest.raises(ConfigError, match=r"other_online_spends: column 'b' is listed twice"):
+        load_config(write(tmp_path, text))
+    # In two fields it is two API fields' worth: allowed.
+    load_config(write(tmp_path, '[request]\namazon_spends = "b"\nflipkart_spends = "b"\n'))
+
+
+def test_top_n_whose_results_pass_excel_is_refused_at_load(tmp_path: Path) -> None:
+    # 2 API fields: 8 columns per card, plus id, status, 3 input values and 2: 2,045 cards
+    # give 16,367 Results columns (allowed), 2,046 give 16,375, too close to Excel's 16,384.
+    assert load_config(write(tmp_path, MINIMAL + "[output]\ntop_n = 2045\n"))
+    with pytest.raises(ConfigError, match=r"\[output\] top_n = 2046: gives 16375 Results"):
+        load_config(write(tmp_path, MINIMAL + "[output]\ntop_n = 2046\n"))
+    with pytest.raises(ConfigError, match=r"top_n = 1000000000000: gives"):
+        load_config(write(tmp_path, MINIMAL + "[output]\ntop_n = 1000000000000\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[request]\namazon_spends = "top1_card_id"\n',
+        '[request]\namazon_spends = ["a", "cards_returned"]\n',
+        '[input]\nid_column = "top3_amazon_spends_savings"\n[request]\namazon_spends = "a"\n',
+        '[input]\nid_column = "error"\n[request]\namazon_spends = "a"\n',
+    ],
+)
+def test_input_columns_named_like_result_columns_are_refused(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="has the name of a result column; rename it"):
+        load_config(write(tmp_path, text))
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

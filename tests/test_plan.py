@@ -65,6 +65,7 @@ def config_of(workdir: Path, **tables: dict[str, object]) -> Config:
         "request": {"amazon_spends": "amazon", "other_online_spends": ["myntra", "ajio"]},
         "processing": {"max_workers": 10, "processes": 1},
         "mock": {"latency_ms": 5, "jitter_ms": 0},
+        "api": {"mock": True},
     }
     raw.update(tables)
     return build_config(raw, source=workdir / "config.toml")

@@ -8,6 +8,7 @@ so the caller can decide about retries. With `auth = "partner-token"` a process-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -99,28 +100,33 @@ class TokenSource:
 
 def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> str:
     """POST the key to the token URL; the JWT from the answer. Errors never show the key."""
-    http = session or requests.Session()
-    try:
-        response = http.post(
-            endpoint.token_url,
-            json={"x-api-key": endpoint.api_key},
-            timeout=(endpoint.connect_timeout, endpoint.timeout),
-            verify=endpoint.verify,
-        )
-    except requests.RequestException as exc:
-        raise TransientError(f"token request failed: {type(exc).__name__}") from None
-    kind = classify_status(response.status_code)
+    # A Session made here is closed before this returns. Tokens are fetched once a process
+    # (and after a 401), so the connection is not kept either ("Connection: close"): a refused
+    # key's error keeps this frame, and so the Session, alive in its traceback.
+    with contextlib.ExitStack() as stack:
+        http = session or stack.enter_context(requests.Session())
+        try:
+            response = http.post(
+                endpoint.token_url,
+                json={"x-api-key": endpoint.api_key},
+                headers={"Connection": "close"},
+                timeout=(endpoint.connect_timeout, endpoint.timeout),
+                verify=endpoint.verify,
+            )
+        except requests.RequestException as exc:
+            raise TransientError(f"token request failed: {type(exc).__name__}") from None
+        with response:
+            status, content = response.status_code, response.content
+    kind = classify_status(status)
     if kind != SUCCESS:
         error = TransientError if kind not in (PERMANENT, AUTH) else PermanentError
-        raise error(
-            f"token request answered HTTP {response.status_code}", http_status=response.status_code
-        )
+        raise error(f"token request answered HTTP {status}", http_status=status)
     try:
-        token = response.json()["data"]["jwttoken"]
+        token = json.loads(content)["data"]["jwttoken"]
     except (ValueError, KeyError, TypeError):
         token = None
     if not isinstance(token, str) or not token:
-        raise TransientError("token answer has no data.jwttoken", http_status=response.status_code)
+        raise TransientError("token answer has no data.jwttoken", http_status=status)
     return token
 
 

@@ -134,6 +134,10 @@ class _HTTPServer(ThreadingHTTPServer):
             with self._open_lock:
                 self._open.discard(request)
 
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return len(self._open)
+
     def close_connections(self) -> None:
         with self._open_lock:
             for connection in self._open:

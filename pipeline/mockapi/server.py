@@ -150,6 +150,11 @@ class MockServer:
         """Invalidate every partner token issued so far."""
         self._tokens.expire_all()
 
+    def open_connections(self) -> int:
+        """Client connections open now (a client that closes its socket leaves this count)."""
+        httpd = self._httpd
+        return httpd.open_connections() if httpd is not None else 0
+
     # Answers
 
     def _answer(self, method: str, target: str, body: bytes, token: str | None) -> _Reply:
