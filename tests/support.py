@@ -115,3 +115,13 @@ def check_against_model(
 def unique_bodies(users: list[dict[str, Any]]) -> int:
     """Requests a run sends with dedupe on: one per distinct request body."""
     return len({tuple(sorted(body_of(u).items())) for u in users})
+
+
+class Clock:
+    """A fake clock for the policies that take one: a test moves `now` by hand."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

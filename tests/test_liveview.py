@@ -8,6 +8,7 @@ import random
 
 import pytest
 from rich.console import Console
+from support import Clock
 
 from pipeline.view.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
 from pipeline.view.progress import (
@@ -21,14 +22,6 @@ from pipeline.view.progress import (
 
 PIDS = (101, 102, 103, 104)
 LIMITS = RunSnapshot(in_flight=18, max_workers=20, rate_limit=100.0, current_rate=80.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def console(width: int = 100, terminal: bool = False) -> Console:

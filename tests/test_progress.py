@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from support import Clock
 
 from pipeline.view.progress import (
     LogProgress,
@@ -13,14 +14,6 @@ from pipeline.view.progress import (
     WorkerEvent,
     format_duration,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_log_lines_at_most_every_interval(caplog: pytest.LogCaptureFixture) -> None:

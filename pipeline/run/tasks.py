@@ -27,7 +27,7 @@ class WorkerSettings:
     """API field -> input columns added up for it."""
     top_n: int
     dedupe: bool = True
-    """Send identical request bodies once per run (answers.py)."""
+    """Send identical request bodies once per run (state/answers.py)."""
 
     @property
     def value_columns(self) -> tuple[str, ...]:
@@ -49,6 +49,6 @@ class ShardReport:
     """Rows by final state; only for a finished shard."""
     requests: int = 0
     retried_rows: int = 0
-    """Rows requested in this session (for rerun-failed: the failed rows retried)."""
+    """Rows requested in this invocation (for rerun-failed: the failed rows retried)."""
     recovered: int = 0
     """Of those, rows that ended ok or no_cards."""

@@ -7,7 +7,7 @@ process runs `run_shard(settings, task)` for each shard it is given and builds i
 Only plain, picklable values cross the process boundary: `WorkerSettings` and `ShardTask` in,
 `ShardReport` out, `WorkerEvent`s on the `events` queue.
 
-A shard is run by a `ShardRun` (shardrun.py) on lanes: each request thread takes a row, asks
+A shard is run by a `ShardRun` (run/shardrun.py) on lanes: each request thread takes a row, asks
 the shared limiter, makes the call and records the outcome under the shard's lock; the
 shard's own thread checkpoints and reports. The run's `stop` is read from a local copy
 (`_local_view`).

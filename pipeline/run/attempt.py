@@ -1,0 +1,63 @@
+"""One call for one row, as a lane makes it, outside the shard's lock.
+
+The lane asks the shared limiter for a permit, makes the call on its thread's client, tells
+the limiter how it went (the breaker counts the failures that say the API is unwell), and
+builds an answered row's outcome, derived columns included, here rather than under the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import CallError, TransientError
+from pipeline.run.outcomes import answered_outcome
+from pipeline.run.process import WorkerProcess
+from pipeline.traffic.limiter import OTHER, SUCCESS, TRANSIENT
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Attempt:
+    """One call for one row, as a lane made it."""
+
+    row: Row
+    attempts: int
+    """Attempts made for the row, this one included."""
+    outcome: Row | None = None
+    """The answered row's outcome, derived columns included."""
+    error: CallError | None = None
+    stopped: bool = False
+    """The run stopped before the call was made."""
+
+
+def make_attempt(
+    process: WorkerProcess, row: Row, attempts: int, columns: Sequence[str]
+) -> Attempt:
+    """Wait for the limiter and make one call for `row` (`attempts` made before this one);
+    `columns`: the input row's columns its outcome keeps."""
+    attempt = Attempt(row, attempts + 1)
+    limiter = process.limiter
+    permit = None if process.stop.is_set() else limiter.acquire()
+    if permit is None:
+        attempt.stopped = True
+        return attempt
+    went, answer = OTHER, None
+    try:
+        answer = process.client().call(process.body(row))
+        went = SUCCESS
+    except CallError as exc:
+        attempt.error = exc
+        if isinstance(exc, TransientError) and exc.http_status != 429:
+            went = TRANSIENT
+    finally:
+        limiter.release(permit, went)
+    if answer is not None:
+        settings = process.settings
+        attempt.outcome = answered_outcome(
+            row, columns, attempt.attempts, answer, process.mapped, settings.top_n
+        )
+    # Why the parsed answer must not outlive this call (gc cost): BENCHMARKS.md.
+    return attempt

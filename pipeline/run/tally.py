@@ -1,0 +1,101 @@
+"""A shard's accounting: what to tell the coordinator, and what this invocation did.
+
+Progress events carry deltas (what happened since the previous event), sent every
+`EVENT_SECONDS`; the shard's report carries this invocation's totals (rows requested, their
+final states, requests made), which a resumed or `rerun-failed` run reports on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from pipeline import schema
+from pipeline.run.timers import Every
+from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
+
+WORKING, BACKING_OFF, PAUSED, DONE = "working", "backing off", "paused", "done"
+
+
+def shard_state(*, ready: int, in_flight: int, scheduled: int, paused: bool) -> str:
+    """What the shard is doing, for the live view: paused (the run waits out a
+    `Retry-After` or an outage), backing off (only retries are left, none due), or working."""
+    if paused:
+        return PAUSED
+    if not ready and not in_flight and scheduled:
+        return BACKING_OFF
+    return WORKING
+
+
+class _Delta:
+    """What happened since the last event."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.requests = 0
+        self.retries = 0
+        self.deduped = 0
+        self.latencies: list[float] = []
+
+
+class ShardTally:
+    """Counts for one shard's events and report (not thread-safe: the shard's lock guards it)."""
+
+    def __init__(
+        self, shard: str, shard_rows: int = 0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.shard = shard
+        self.shard_rows = shard_rows
+        self.delta = _Delta()
+        self.timer = Every(EVENT_SECONDS, clock)
+        self.this_run_rows = 0
+        """Rows this invocation set out to settle (not those done before a resume)."""
+        self.this_run_requests = 0
+        self.this_run_counts: Counter[str] = Counter()
+        """This invocation's rows by final state."""
+
+    def request(self) -> None:
+        self.delta.requests += 1
+        self.this_run_requests += 1
+
+    def error(self, kind: str) -> None:
+        self.delta.errors[kind] += 1
+
+    def retry(self) -> None:
+        self.delta.retries += 1
+
+    def answered(self, latency_ms: float) -> None:
+        self.delta.latencies.append(latency_ms)
+
+    def copied(self) -> None:
+        self.delta.deduped += 1
+
+    def finished(self, status: str) -> None:
+        self.delta.counts[status] += 1
+        self.this_run_counts[status] += 1
+
+    @property
+    def recovered(self) -> int:
+        """This invocation's rows that ended with an answer (ok or no_cards)."""
+        return self.this_run_counts[schema.OK] + self.this_run_counts[schema.NO_CARDS]
+
+    def take_event(self, state: str, rows_done: int) -> WorkerEvent:
+        """The event for what happened since the last one; the next delta starts empty."""
+        d, self.delta = self.delta, _Delta()
+        self.timer.reset()
+        return WorkerEvent(
+            pid=os.getpid(),
+            shard=self.shard,
+            state=state,
+            shard_rows_done=rows_done,
+            shard_rows=self.shard_rows,
+            counts=dict(d.counts),
+            requests=d.requests,
+            retries=d.retries,
+            deduped=d.deduped,
+            errors=dict(d.errors),
+            latencies_ms=tuple(d.latencies),
+        )
