@@ -1,20 +1,22 @@
 """The `pipeline` command: parse, call one library function, map errors to exit codes.
 
-`main(argv) -> int` is what the tests call, and `entry()` (the console script, `python -m
-pipeline`) around it. A user's mistake (config, input, usage) is one line on stderr and exit
-code 2, never a traceback.
+`main(argv) -> int` is what the tests call, in-process: it leaves the interpreter as it found
+it (its log set-up lasts while the command runs). `entry()`, the console script and `python -m
+pipeline`, is the only place that changes its process for good: pandas kept out, SIGTERM as
+Ctrl+C, `gc.freeze()` at exit. A user's mistake (config, input, usage) is one line on stderr
+and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,30 +42,29 @@ _OVERRIDES = {
 def entry() -> NoReturn:
     """The `pipeline` command (and `python -m pipeline`): `main`, then exit.
 
-    At exit the interpreter runs a last garbage collection over every object the imports
-    made (pyarrow, polars, openpyxl, rich): ~0.12 s of a run's tail spent on objects that die
-    with the process anyway. `gc.freeze()` leaves them out of it. (`main` itself is also
-    called in-process, by the tests, so it does not freeze anything.)
+    Pandas is kept out of the process (imports.py) and SIGTERM stops a command the way Ctrl+C
+    does. At exit `gc.freeze()` spares the interpreter a last collection over every object the
+    imports made, which die with the process anyway (BENCHMARKS.md).
     """
+    skip_pandas()
+    _sigterm_interrupts()
     code = main()
     gc.freeze()
     sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    skip_pandas()
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    _sigterm_interrupts()
-    try:
-        return int(args.handler(args))
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _console_log(args.verbose):
+        try:
+            return int(args.handler(args))
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -269,22 +270,34 @@ def _mock_api(args: argparse.Namespace) -> int:
 
 def _sigterm_interrupts() -> None:
     """SIGTERM stops a command the way Ctrl+C does (exit 130, files consistent). While the
-    pool runs, pool.py installs its own handler for an orderly stop."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    pool runs, run/pool.py installs its own handler for an orderly stop."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def _setup_logging(verbose: bool) -> None:
-    """Log lines go to stderr (stdout is for a command's own output, like `status --json`)."""
+@contextlib.contextmanager
+def _console_log(verbose: bool) -> Iterator[None]:
+    """While the command runs, log lines go to stderr (stdout is for a command's own output,
+    like `status --json`); then the `pipeline` logger is as it was."""
+    level, handlers, propagate = log.level, list(log.handlers), log.propagate
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for old in [h for h in log.handlers if h.get_name() == "console"]:
+    for old in [h for h in handlers if h.get_name() == "console"]:
         log.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("console")
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        for h in list(log.handlers):
+            log.removeHandler(h)
+        for h in handlers:
+            log.addHandler(h)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -2,11 +2,13 @@
 
 User mistakes (config, input, usage) are `PipelineError`s: the CLI prints their message as one
 line and exits 2, never a traceback. `TransientError` and `PermanentError` classify a failed
-API call and drive retries. Every exception here survives pickling, because workers raise them
-in other processes.
+API call and drive retries; each carries its `ErrorKind`. Every exception here survives
+pickling, because workers raise them in other processes.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 EXIT_OK = 0
 EXIT_FAILED_ROWS = 1
@@ -55,42 +57,60 @@ class LocalError(PipelineError):
     exit_code = EXIT_LOCAL
 
 
-class CallError(Exception):
-    """A failed API call. `http_status` is None when no HTTP answer came back."""
+class ErrorKind(str, Enum):
+    """What went wrong with a call, set where the error is made; stored in the result shard's
+    `error_kind` column, counted by the live view and `status`."""
 
-    kind = "error"
+    HTTP_429 = "http_429"
+    HTTP_5XX = "http_5xx"
+    HTTP_4XX = "http_4xx"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    BAD_BODY = "bad_body"
+    """HTTP 200 with an answer the pipeline cannot use."""
+    OTHER = "other"
+
+
+class CallError(Exception):
+    """A failed API call: what went wrong (`kind`), the HTTP status (None when no answer came
+    back) and the server's `Retry-After` in seconds (None when it gave none)."""
 
     def __init__(
-        self, message: str, *, http_status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.kind = kind
         self.http_status = http_status
         self.retry_after = retry_after
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.message, self.http_status, self.retry_after))
+        args = (type(self), self.message, self.kind, self.http_status, self.retry_after)
+        return (_rebuild, args)
 
 
 def _rebuild(
-    cls: type[CallError], message: str, http_status: int | None, retry_after: float | None
+    cls: type[CallError],
+    message: str,
+    kind: ErrorKind,
+    http_status: int | None,
+    retry_after: float | None,
 ) -> CallError:
-    return cls(message, http_status=http_status, retry_after=retry_after)
+    return cls(message, kind=kind, http_status=http_status, retry_after=retry_after)
 
 
 class TransientError(CallError):
     """Worth retrying: timeout, connection error, 408, 429, 5xx, or an unusable 200 body."""
 
-    kind = "transient"
-
 
 class PermanentError(CallError):
     """Not worth retrying: a 4xx other than 401, 408 and 429."""
 
-    kind = "permanent"
-
 
 class AuthError(CallError):
     """HTTP 401: the partner token expired or is unknown; refresh it and call again."""
-
-    kind = "auth"

@@ -1,19 +1,22 @@
 """Column layout of the input shards and result shards.
 
-Input shard (one per `shard_size` input rows, written by `shard.py`):
+Input shard (one per `shard_size` input rows, written by inputs/shard.py):
     _row       int64    position of the row among the input's data rows, from 0
     <id>       string   the id column, as text (null when missing)
     <columns>  float64  each input column the `[request]` mapping reads, parsed (null if invalid)
     _invalid   string   why the row cannot be sent; null for a valid row
 
-Result shard (one per finished input shard, written by `worker.py`), in input order:
+Result shard (one per finished input shard, written by run/shardfiles.py), in input order:
     _row, <id>, <columns>        copied from the input shard
     status     string   ok | no_cards | invalid | failed
     http_status int32   last HTTP status seen; null when none (invalid, connection error)
     attempts   int32    requests sent for the row (0 for invalid)
     latency_ms float64  latency of the last attempt; null when none
+    error_kind string   what kind of error failed the row (http_429, http_5xx, http_4xx, timeout,
+                        connection, bad_body, other); null when it did not fail, and in
+                        result shards written before the column existed
     error      string   what went wrong; null for ok and no_cards
-    <derived>           cards_returned, best_card_savings_gap, top{k}_* (see cardgenius.py)
+    <derived>           cards_returned, best_card_savings_gap, top{k}_* (api/cardgenius.py)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ STATUS = "status"
 HTTP_STATUS = "http_status"
 ATTEMPTS = "attempts"
 LATENCY_MS = "latency_ms"
+ERROR_KIND = "error_kind"
 ERROR = "error"
 
 OK = "ok"
@@ -42,6 +46,7 @@ OUTCOME_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     (HTTP_STATUS, pa.int32()),
     (ATTEMPTS, pa.int32()),
     (LATENCY_MS, pa.float64()),
+    (ERROR_KIND, pa.string()),
     (ERROR, pa.string()),
 )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -105,3 +108,40 @@ def test_python_dash_m_and_mock_api_serve(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def interpreter_state() -> dict[str, object]:
+    """What a command must not change in the process that calls `main`."""
+    log = logging.getLogger("pipeline")
+    return {
+        "pipeline logger": (log.level, list(log.handlers), log.propagate, log.disabled),
+        "root logger": (logging.root.level, list(logging.root.handlers)),
+        "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
+        "import hooks": list(sys.meta_path),
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "switch interval": sys.getswitchinterval(),
+    }
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_main_leaves_the_interpreter_as_it_found_it(tmp_path: Path, processes: int) -> None:
+    from support import make_users, write_config, write_csv
+
+    from pipeline.mockapi import MockServer, MockSettings
+
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        source = write_csv(tmp_path / "users.csv", make_users(30))
+        config = str(
+            write_config(
+                tmp_path,
+                source,
+                url=server.base_url + "/cg/api/pro",
+                processing={"processes": processes},
+            )
+        )
+        before = interpreter_state()
+        assert main(["run", "--config", config, "-v"]) == 0
+        assert main(["status", "--config", config]) == 0
+        assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
+        after = interpreter_state()
+    assert after == before

@@ -16,7 +16,7 @@ from pipeline.api.client import (
     new_session,
     partner_urls,
 )
-from pipeline.errors import PermanentError, TransientError
+from pipeline.errors import CallError, ErrorKind, PermanentError, TransientError
 from pipeline.mockapi import MockServer, MockSettings, Rule, compute_response
 
 BODY = {"amazon_spends": 8000, "flipkart_spends": 1200, "grocery_spends_online": 3000}
@@ -35,38 +35,59 @@ def test_ok_answer_is_the_mock_model(mock_server: MockServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "error", "status", "text"),
+    ("rule", "error", "status", "kind", "text"),
     [
         (
             Rule(match={}, status=400, body='{"success": false, "message": "bad"}'),
             PermanentError,
             400,
+            ErrorKind.HTTP_4XX,
             "HTTP 400: bad",
         ),
-        (Rule(match={}, status=404, body="<html>nope</html>"), PermanentError, 404, "HTTP 404"),
-        (Rule(match={}, status=503, body="<html>busy</html>"), TransientError, 503, "HTTP 503"),
-        (Rule(match={}, status=408, body=""), TransientError, 408, "HTTP 408"),
+        (
+            Rule(match={}, status=404, body="<html>nope</html>"),
+            PermanentError,
+            404,
+            ErrorKind.HTTP_4XX,
+            "HTTP 404",
+        ),
+        (
+            Rule(match={}, status=503, body="<html>busy</html>"),
+            TransientError,
+            503,
+            ErrorKind.HTTP_5XX,
+            "HTTP 503",
+        ),
+        (Rule(match={}, status=408, body=""), TransientError, 408, ErrorKind.HTTP_4XX, "HTTP 408"),
         (
             Rule(match={}, status=200, body="<html>proxy</html>"),
             TransientError,
             200,
+            ErrorKind.BAD_BODY,
             "bad body: answer is not JSON",
         ),
         (
             Rule(match={}, status=200, body='{"success": false, "message": "x"}'),
             TransientError,
             200,
+            ErrorKind.BAD_BODY,
             "bad body",
         ),
     ],
 )
 def test_errors_are_classified(
-    mock_server: MockServer, rule: Rule, error: type[Exception], status: int, text: str
+    mock_server: MockServer,
+    rule: Rule,
+    error: type[CallError],
+    status: int,
+    kind: ErrorKind,
+    text: str,
 ) -> None:
     mock_server.add_rule(rule)
     with pytest.raises(error) as info:
         client_for(mock_server).call(BODY)
-    assert info.value.http_status == status  # type: ignore[attr-defined]
+    assert info.value.http_status == status
+    assert info.value.kind is kind
     assert str(info.value).startswith(text)
 
 
@@ -75,6 +96,7 @@ def test_429_carries_retry_after(mock_server: MockServer) -> None:
     with pytest.raises(TransientError) as info:
         client_for(mock_server).call(BODY)
     assert info.value.http_status == 429
+    assert info.value.kind is ErrorKind.HTTP_429
     assert info.value.retry_after == 3.0
 
 
@@ -89,9 +111,10 @@ def test_rule_fails_once_then_answers(mock_server: MockServer) -> None:
 def test_timeout_is_transient() -> None:
     with (
         MockServer(MockSettings(latency_ms=1000, jitter_ms=0)) as slow,
-        pytest.raises(TransientError, match="timeout"),
+        pytest.raises(TransientError, match="timeout") as info,
     ):
         client_for(slow, timeout=0.1).call(BODY)
+    assert info.value.kind is ErrorKind.TIMEOUT
 
 
 def test_connection_refused_is_transient() -> None:
@@ -102,6 +125,7 @@ def test_connection_refused_is_transient() -> None:
     with pytest.raises(TransientError, match="connection error") as info:
         CardGeniusClient(ep, new_session(ep)).call(BODY)
     assert info.value.http_status is None
+    assert info.value.kind is ErrorKind.CONNECTION
 
 
 def partner_endpoint(server: MockServer, key: str = "mock-key") -> Endpoint:

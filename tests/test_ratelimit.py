@@ -8,14 +8,8 @@ import time
 
 import pytest
 
-from pipeline.traffic.limiter import (
-    OTHER,
-    RATE_MARGIN,
-    SUCCESS,
-    TRANSIENT,
-    Limiter,
-    SharedLimits,
-)
+from pipeline.api.classify import Outcome
+from pipeline.traffic.limiter import RATE_MARGIN, Limiter, SharedLimits
 
 
 class FakeClock:
@@ -147,18 +141,18 @@ def test_breaker_opens_holds_requests_and_lets_one_probe_through() -> None:
     for _ in range(5):  # the default threshold
         permit = limiter.acquire()
         assert permit is not None and not permit.probe
-        limiter.release(permit, TRANSIENT)
+        limiter.release(permit, Outcome.TRANSIENT)
     assert limiter.outage_seconds() == 0.0  # opened just now
     clock.now += 0.5
     assert limiter.outage_seconds() == 0.5
     probe = limiter.acquire()  # waits for the first probe time (1 s after opening)
     assert probe is not None and probe.probe
     assert clock.now == pytest.approx(1001.0)
-    limiter.release(probe, TRANSIENT)  # still down: next probe 2 s later
+    limiter.release(probe, Outcome.TRANSIENT)  # still down: next probe 2 s later
     probe = limiter.acquire()
     assert probe is not None and probe.probe
     assert clock.now == pytest.approx(1003.0)
-    limiter.release(probe, SUCCESS)  # back up: closed
+    limiter.release(probe, Outcome.SUCCESS)  # back up: closed
     assert limiter.outage_seconds() == 0.0
     permit = limiter.acquire()
     assert permit is not None and not permit.probe
@@ -170,7 +164,7 @@ def test_429_and_permanent_errors_do_not_trip_the_breaker() -> None:
     for _ in range(20):
         permit = limiter.acquire()
         assert permit is not None
-        limiter.release(permit, OTHER)
+        limiter.release(permit, Outcome.THROTTLED)
     assert limiter.outage_seconds() == 0.0
 
 

@@ -1,42 +1,10 @@
-"""retry.py: classification, backoff schedule and Retry-After parsing, without a clock."""
+"""retry.py: attempts, the backoff schedule and the Retry-After cap, without a clock."""
 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 
-import pytest
-
-from pipeline.traffic.retry import (
-    AUTH,
-    PERMANENT,
-    SUCCESS,
-    TRANSIENT,
-    RetryPolicy,
-    classify_status,
-    parse_retry_after,
-)
-
-
-@pytest.mark.parametrize(
-    ("status", "kind"),
-    [
-        (200, SUCCESS),
-        (400, PERMANENT),
-        (401, AUTH),
-        (403, PERMANENT),
-        (404, PERMANENT),
-        (408, TRANSIENT),
-        (422, PERMANENT),
-        (429, TRANSIENT),
-        (500, TRANSIENT),
-        (502, TRANSIENT),
-        (503, TRANSIENT),
-        (504, TRANSIENT),
-    ],
-)
-def test_classification_follows_the_contract(status: int, kind: str) -> None:
-    assert classify_status(status) == kind
+from pipeline.traffic.retry import RetryPolicy
 
 
 def test_backoff_ceiling_doubles_up_to_the_max() -> None:
@@ -69,15 +37,3 @@ def test_retry_after_wins_and_is_capped() -> None:
     assert policy.wait_after(1, 12.0, rng) == 12.0
     assert policy.wait_after(1, 900.0, rng) == 30.0
     assert 0.0 <= policy.wait_after(1, None, rng) <= 0.5
-
-
-def test_parse_retry_after_both_forms() -> None:
-    now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after(" 0 ", now) == 0.0
-    assert parse_retry_after("Sat, 28 Nov 2026 12:00:42 GMT", now) == 42.0
-    assert parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now) == 0.0  # in the past
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("", now) is None
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("-5", now) is None

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from pipeline.api.cardgenius import BadBody, cards_of
-from pipeline.errors import AuthError, CallError, PermanentError, TransientError
-from pipeline.traffic.retry import AUTH, PERMANENT, SUCCESS, classify_status, parse_retry_after
+from pipeline.api.classify import Outcome, classify_status, parse_retry_after, status_kind
+from pipeline.errors import AuthError, CallError, ErrorKind, PermanentError, TransientError
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 
@@ -114,19 +114,25 @@ def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> 
                 verify=endpoint.verify,
             )
         except requests.RequestException as exc:
-            raise TransientError(f"token request failed: {type(exc).__name__}") from None
+            failed = f"token request failed: {type(exc).__name__}"
+            kind = ErrorKind.TIMEOUT if isinstance(exc, requests.Timeout) else ErrorKind.CONNECTION
+            raise TransientError(failed, kind=kind) from None
         with response:
             status, content = response.status_code, response.content
-    kind = classify_status(status)
-    if kind != SUCCESS:
-        error = TransientError if kind not in (PERMANENT, AUTH) else PermanentError
-        raise error(f"token request answered HTTP {status}", http_status=status)
+    outcome = classify_status(status)
+    if outcome is not Outcome.SUCCESS:
+        refused = outcome in (Outcome.PERMANENT, Outcome.AUTH)
+        raise (PermanentError if refused else TransientError)(
+            f"token request answered HTTP {status}", kind=status_kind(status), http_status=status
+        )
     try:
         token = json.loads(content)["data"]["jwttoken"]
     except (ValueError, KeyError, TypeError):
         token = None
     if not isinstance(token, str) or not token:
-        raise TransientError("token answer has no data.jwttoken", http_status=status)
+        raise TransientError(
+            "token answer has no data.jwttoken", kind=ErrorKind.BAD_BODY, http_status=status
+        )
     return token
 
 
@@ -172,7 +178,7 @@ class CardGeniusClient:
         except AuthError:
             if self.tokens is None or token is None:
                 raise PermanentError(
-                    "HTTP 401 without partner-token auth", http_status=401
+                    "HTTP 401 without partner-token auth", kind=ErrorKind.HTTP_4XX, http_status=401
                 ) from None
             return self._call_once(body, self.tokens.refresh(token))
 
@@ -183,19 +189,21 @@ class CardGeniusClient:
             response = self._post(data, token)
             content = response.content
         except requests.Timeout:
-            raise TransientError("timeout") from None
+            raise TransientError("timeout", kind=ErrorKind.TIMEOUT) from None
         except requests.RequestException as exc:
-            raise TransientError(f"connection error: {type(exc).__name__}") from None
+            message = f"connection error: {type(exc).__name__}"
+            raise TransientError(message, kind=ErrorKind.CONNECTION) from None
         latency_ms = (self._clock() - started) * 1000.0
         status = response.status_code
-        kind = classify_status(status)
-        if kind != SUCCESS:
-            raise _http_error(kind, status, response.headers.get("Retry-After"), content)
+        outcome = classify_status(status)
+        if outcome is not Outcome.SUCCESS:
+            raise _http_error(outcome, status, response.headers.get("Retry-After"), content)
         try:
             cards = cards_of(json.loads(content), wrapped=self._wrapped)
         except (ValueError, BadBody) as exc:
             reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
-            raise TransientError(f"bad body: {reason}", http_status=status) from None
+            message = f"bad body: {reason}"
+            raise TransientError(message, kind=ErrorKind.BAD_BODY, http_status=status) from None
         return Answer(cards=cards, http_status=status, latency_ms=latency_ms)
 
     def _post(self, data: bytes, token: str | None) -> requests.Response:
@@ -211,13 +219,16 @@ class CardGeniusClient:
         return self.session.send(request, **self._send_settings)
 
 
-def _http_error(kind: str, status: int, retry_after: str | None, content: bytes) -> CallError:
-    message = f"HTTP {status}{_detail(content)}"
-    if kind == AUTH:
-        return AuthError(message, http_status=status)
-    if kind == PERMANENT:
-        return PermanentError(message, http_status=status)
-    return TransientError(message, http_status=status, retry_after=parse_retry_after(retry_after))
+def _http_error(
+    outcome: Outcome, status: int, retry_after: str | None, content: bytes
+) -> CallError:
+    message, kind = f"HTTP {status}{_detail(content)}", status_kind(status)
+    if outcome is Outcome.AUTH:
+        return AuthError(message, kind=kind, http_status=status)
+    if outcome is Outcome.PERMANENT:
+        return PermanentError(message, kind=kind, http_status=status)
+    wait = parse_retry_after(retry_after)
+    return TransientError(message, kind=kind, http_status=status, retry_after=wait)
 
 
 def _detail(content: bytes) -> str:

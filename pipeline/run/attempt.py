@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import CallError, TransientError
+from pipeline.api.classify import Outcome, outcome_of
+from pipeline.errors import CallError
 from pipeline.run.outcomes import answered_outcome
 from pipeline.run.process import WorkerProcess
-from pipeline.traffic.limiter import OTHER, SUCCESS, TRANSIENT
 
 Row = dict[str, Any]
 
@@ -44,14 +44,13 @@ def make_attempt(
     if permit is None:
         attempt.stopped = True
         return attempt
-    went, answer = OTHER, None
+    went, answer = None, None
     try:
         answer = process.client().call(process.body(row))
-        went = SUCCESS
+        went = Outcome.SUCCESS
     except CallError as exc:
         attempt.error = exc
-        if isinstance(exc, TransientError) and exc.http_status != 429:
-            went = TRANSIENT
+        went = outcome_of(exc)
     finally:
         limiter.release(permit, went)
     if answer is not None:

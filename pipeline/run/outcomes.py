@@ -1,7 +1,8 @@
 """A row's outcome: its row of the result shard, as a dict.
 
 An outcome carries the input row's own columns (row number, id, the value columns), its final
-state and the call that settled it (`http_status`, `attempts`, `latency_ms`, `error`); an
+state and the call that settled it (`http_status`, `attempts`, `latency_ms`, `error_kind`,
+`error`); an
 answered row adds its derived columns, and a twin copies its sender's (dedupe.py).
 """
 
@@ -33,6 +34,7 @@ def new_outcome(
     outcome[schema.HTTP_STATUS] = http_status
     outcome[schema.ATTEMPTS] = attempts
     outcome[schema.LATENCY_MS] = latency_ms
+    outcome[schema.ERROR_KIND] = None
     outcome[schema.ERROR] = error
     return outcome
 

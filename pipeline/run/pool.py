@@ -11,6 +11,7 @@ are flushed).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -58,6 +59,8 @@ class ShardPool:
         ctx = multiprocessing.get_context("spawn")
         self.limits = SharedLimits(ctx, p.rate_limit, p.max_workers)
         self.executor: Executor
+        self.closing: threading.Thread | None = None
+        """The workers' shutdown, once `close` started it."""
         if p.processes > 1:
             self.events: Any = ctx.Queue()
             self.stop: Any = ctx.Event()
@@ -79,13 +82,23 @@ class ShardPool:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()  # workers still busy (an error, Ctrl+C) stop sending at once
+        if self.closing is not None:
+            self.closing.join()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self.executor, ThreadPoolExecutor):  # serial: the shards ran here
+            worker.close_local()
+        else:
+            self.events.close()  # its feeder thread ends with it
+            self.events.join_thread()
 
     def close(self) -> None:
         """Tell the workers to exit, without waiting: they take ~0.15 s (a hundred threads
         each to end), which the coordinator spends writing the workbook. Leaving the pool
         waits for them."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.closing is None:
+            shutdown = functools.partial(self.executor.shutdown, wait=True, cancel_futures=True)
+            self.closing = threading.Thread(target=shutdown, name="pool-close")
+            self.closing.start()
 
     def settings(self, endpoint: Endpoint) -> WorkerSettings:
         c = self.config

@@ -3,7 +3,8 @@
 `WorkerProcess` holds the request threads, one `requests.Session` per thread (made on first
 use), the partner-token source and the answer store, plus what each shard needs from the
 settings: the request mapping, the derived columns and the result schema. `close()` releases
-them; the pool's processes call it at exit and the serial executor when the run ends.
+what it built: the serial executor calls it when the run ends (a pool's process exits, and
+its resources with it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class WorkerProcess:
         self.layout = RunLayout(settings.root)
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="request")
         self.local = threading.local()
+        self.clients: list[CardGeniusClient] = []
+        """Every thread's client, for `close`."""
+        self.clients_lock = threading.Lock()
         self.rng = random.Random()
         endpoint = settings.endpoint
         self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
@@ -42,7 +46,7 @@ class WorkerProcess:
         self.mapped = [api_field for api_field, _ in settings.mapping]
         self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
         # What a row with the same request body copies from another's outcome.
-        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR} | {
+        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR_KIND, schema.ERROR} | {
             name for name, _ in self.derived
         }
         self.result_schema = schema.result_schema(
@@ -56,7 +60,20 @@ class WorkerProcess:
             endpoint = self.settings.endpoint
             client = CardGeniusClient(endpoint, new_session(endpoint), self.tokens)
             self.local.client = client
+            with self.clients_lock:
+                self.clients.append(client)
         return client
+
+    def close(self) -> None:
+        """End the request threads (after their work), close every Session and the answer
+        store's connection."""
+        self.pool.shutdown(wait=True)
+        with self.clients_lock:
+            clients, self.clients = self.clients, []
+        for client in clients:
+            client.session.close()
+        if self.answers is not None:
+            self.answers.close()
 
     def body(self, row: dict[str, Any]) -> dict[str, float]:
         mapping = self.settings.mapping

@@ -38,7 +38,6 @@ from pipeline.run.schedule import RetrySchedule
 from pipeline.run.shardfiles import KEY, Saver, parked_answers, read_shard, write_result
 from pipeline.run.tally import DONE, ShardTally, shard_state
 from pipeline.run.tasks import ShardReport, ShardTask
-from pipeline.traffic.retry import error_kind
 from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
 
 HOUSEKEEPING_SECONDS = 0.1
@@ -214,7 +213,7 @@ class ShardRun:
             return self._answer_followers(a.row, a.outcome, final=True)
         error = a.error
         assert error is not None
-        self.tally.error(error_kind(error.http_status, error.message))
+        self.tally.error(error.kind.value)
         policy, limiter = self.process.settings.policy, self.process.limiter
         if isinstance(error, PermanentError):
             return self._failed(a, error)
@@ -236,6 +235,7 @@ class ShardRun:
 
     def _failed(self, a: Attempt, error: CallError) -> bool:
         outcome = new_outcome(a.row, self.columns, schema.FAILED, error.http_status, a.attempts)
+        outcome[schema.ERROR_KIND] = error.kind.value
         outcome[schema.ERROR] = error.message
         self._finish(outcome)
         return self._answer_followers(a.row, outcome, final=isinstance(error, PermanentError))

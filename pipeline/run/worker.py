@@ -68,6 +68,15 @@ def init_local(limits: SharedLimits, events: Any, stop: Any) -> None:
     _shared = _Shared(limits, events, _local_view(stop))
 
 
+def close_local() -> None:
+    """End shard running in this process (the serial executor, when the run ends): close what
+    its shards built, so the process is left as it was."""
+    global _shared
+    if _shared is not None and _shared.process is not None:
+        _shared.process.close()
+    _shared = None
+
+
 def _local_view(stop: Any) -> threading.Event:
     """This process's copy of the run's `stop`, set within `STOP_POLL_SECONDS` of it.
 

@@ -113,6 +113,12 @@ def read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
         return f.read(columns=columns)
 
 
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of a Parquet file (its footer only)."""
+    with pq.ParquetFile(path) as f:
+        return list(f.schema_arrow.names)
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.api.classify import Outcome
 from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 
 # Requests are spaced for 99% of the rate: a request that starts late (a busy CPU, the GIL)
@@ -33,11 +34,6 @@ from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 # 1-second window at the partner within 1.05 x rate + 1 (measured: up to 1.03 x rate) while
 # the mean stays within 1% (at 0.98 the windows held 1.01 x rate, the mean 2% under it).
 RATE_MARGIN = 0.99
-
-SUCCESS = "success"
-TRANSIENT = "transient"
-OTHER = "other"
-"""Outcomes reported with `release`: an answer, a transient failure (not 429), anything else."""
 
 
 class SharedLimits:
@@ -133,18 +129,21 @@ class Limiter:
                 shared.next_slot.value = start + 1.0 / (rate * RATE_MARGIN)
             return float(start)
 
-    def release(self, permit: Permit, outcome: str = OTHER) -> None:
-        """Give back the slot and tell the breaker how the request went."""
+    def release(self, permit: Permit, outcome: Outcome | None = None) -> None:
+        """Give back the slot and tell the breaker how the request went: a success closes it,
+        a transient failure counts against it, any other outcome (or None: no call was made)
+        says nothing, but for a probe, which fails unless it succeeds."""
         shared = self._shared
         v = shared.breaker_values
+        success = outcome is Outcome.SUCCESS
         # The common case, a success while all is well, needs no lock: nothing to change.
-        quiet = outcome == SUCCESS and v[0] == 0 and v[1] == 0 and not permit.probe
-        if not quiet and (outcome != OTHER or permit.probe):
+        quiet = success and v[0] == 0 and v[1] == 0 and not permit.probe
+        if not quiet and (success or outcome is Outcome.TRANSIENT or permit.probe):
             with shared.lock:
                 state = self._breaker()
-                if outcome == SUCCESS:
+                if success:
                     state = shared.breaker.success(state)
-                elif outcome == TRANSIENT or permit.probe:
+                else:
                     state = shared.breaker.failure(state, self._clock(), probe=permit.probe)
                 self._store(state)
         shared.slots.release()

@@ -1,52 +1,14 @@
-"""Retry policy: which answers are retried, how long to wait, and `Retry-After`.
+"""Retry policy: how many attempts a row gets and how long to wait between them.
 
 A small frozen object of plain data with pure methods (after urllib3's `Retry`): the caller
-does the waiting, so tests need no clock and no sleep.
-
-Classification (CONTRACT.md): timeouts, connection errors, 408, 429, 5xx and an unusable 200
-body are transient and retried; 401 means "refresh the token"; any other 4xx is permanent.
+does the waiting, so tests need no clock and no sleep. Which failures are retried is the
+answer's classification (api/classify.py).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-
-TRANSIENT = "transient"
-PERMANENT = "permanent"
-AUTH = "auth"
-SUCCESS = "success"
-
-
-def classify_status(status: int) -> str:
-    """What an HTTP status means for the call: success, transient, permanent or auth."""
-    if 200 <= status < 300:
-        return SUCCESS
-    if status == 401:
-        return AUTH
-    if status in (408, 429) or status >= 500:
-        return TRANSIENT
-    return PERMANENT
-
-
-def error_kind(http_status: int | None, message: str) -> str:
-    """A short, stable name for a failed call: http_429, http_5xx, http_4xx, timeout,
-    connection, bad_body (the names `status` and the live view group errors by)."""
-    if message.startswith("timeout"):
-        return "timeout"
-    if message.startswith("connection error"):
-        return "connection"
-    if message.startswith("bad body"):
-        return "bad_body"
-    if http_status == 429:
-        return "http_429"
-    if http_status is not None and http_status >= 500:
-        return "http_5xx"
-    if http_status is not None:
-        return "http_4xx"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -77,25 +39,3 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.retry_after_max)
         return self.backoff(attempts_made, rng)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date.
-
-    None when absent or unreadable; never negative. `now` (UTC) is injectable for tests.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = now or datetime.now(timezone.utc)
-    return max(0.0, (when - current).total_seconds())

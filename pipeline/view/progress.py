@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline import schema
+from pipeline.errors import ErrorKind
 
 EVENT_SECONDS = 0.5
 """How often a shard sends the coordinator a `WorkerEvent`."""
-ERROR_KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "bad_body", "other")
-"""The kinds `retry.error_kind` names, in the order views list them."""
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+"""The kinds of failed calls (errors.ErrorKind), in the order views list them."""
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,27 @@
 """`pipeline status`: what a run folder holds, read from its files alone.
 
 Works on any run folder, even one whose run was killed: shards are pending until their result
-shard exists; rows are counted by state from the result shards; errors are grouped by kind.
+shard exists; rows are counted by state from the result shards; errors are grouped by kind
+(the `error_kind` column; for result shards written before it existed, read from the message).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pipeline import schema
+from pipeline.api.classify import status_kind
 from pipeline.config import Config
-from pipeline.state.store import RunLayout, read_checkpoint, read_parquet, read_run
-from pipeline.traffic.retry import error_kind
+from pipeline.errors import ErrorKind
+from pipeline.state.store import (
+    RunLayout,
+    parquet_columns,
+    read_checkpoint,
+    read_parquet,
+    read_run,
+)
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -26,18 +35,7 @@ def collect(config: Config) -> dict[str, Any]:
     states: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     for name in sorted(finished):
-        table = read_parquet(
-            layout.result_shard(name), [schema.STATUS, schema.HTTP_STATUS, schema.ERROR]
-        )
-        cols = table.to_pydict()
-        for state, http, err in zip(
-            cols[schema.STATUS], cols[schema.HTTP_STATUS], cols[schema.ERROR], strict=True
-        ):
-            states[state] += 1
-            if state == schema.INVALID_STATE:
-                errors["invalid_input"] += 1
-            elif state == schema.FAILED:
-                errors[error_kind(http, err or "")] += 1
+        _count_shard(layout.result_shard(name), states, errors)
     rows = info.get("input", {}).get("rows")
     sharded = bool(info.get("input", {}).get("sharded"))
     pending = [n for n in inputs if n not in finished]
@@ -57,6 +55,37 @@ def collect(config: Config) -> dict[str, Any]:
         "errors_by_kind": dict(errors.most_common()),
         "next": _next_step(sharded, pending, states),
     }
+
+
+def _count_shard(path: Path, states: Counter[str], errors: Counter[str]) -> None:
+    """Add a result shard's rows by state, and its failures by kind, to the counts."""
+    wanted = [schema.STATUS, schema.HTTP_STATUS, schema.ERROR, schema.ERROR_KIND]
+    cols = read_parquet(path, [c for c in wanted if c in parquet_columns(path)]).to_pydict()
+    rows = len(cols[schema.STATUS])
+    kinds = cols.get(schema.ERROR_KIND, [None] * rows)
+    for i, state in enumerate(cols[schema.STATUS]):
+        states[state] += 1
+        if state == schema.INVALID_STATE:
+            errors["invalid_input"] += 1
+        elif state == schema.FAILED:
+            kind = kinds[i] or _kind_from_message(
+                cols[schema.HTTP_STATUS][i], cols[schema.ERROR][i]
+            )
+            errors[kind] += 1
+
+
+def _kind_from_message(http_status: int | None, message: str | None) -> str:
+    """The kind of an error recorded before result shards had `error_kind`, from its message
+    as the client wrote it then."""
+    text = message or ""
+    kind = ErrorKind.OTHER if http_status is None else status_kind(http_status)
+    if text.startswith("timeout"):
+        kind = ErrorKind.TIMEOUT
+    elif text.startswith("connection error"):
+        kind = ErrorKind.CONNECTION
+    elif text.startswith("bad body"):
+        kind = ErrorKind.BAD_BODY
+    return str(kind.value)
 
 
 def _next_step(sharded: bool, pending: list[str], states: Counter[str]) -> str:
