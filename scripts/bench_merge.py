@@ -10,6 +10,7 @@ its own subprocess so that peak RSS is that contender's, alternating contenders 
 (A B C, A B C, ...) so a busy machine slows all alike, and prints the median of the rounds:
 
 - `ours`: `merge.write_workbook`, what `pipeline merge` runs;
+- `ours-no-insights`: the same without the Insights sheet (what the Insights cost);
 - `bare`: an openpyxl write-only workbook fed `ws.append(list_of_values)`, shard by shard (a
   new sheet every 1,048,575 rows, as Excel needs);
 - `polars`: `pl.read_parquet` of all shards, then `DataFrame.write_excel` (needs xlsxwriter,
@@ -58,7 +59,13 @@ CARD_NAMES = [
     "Swiggy HDFC Bank Credit Card",
     "IDFC FIRST Select Credit Card",
 ]
-CONTENDERS = ("ours", "bare", "polars", "parquet", "csv")
+CONTENDERS = ("ours", "ours-no-insights", "bare", "polars", "parquet", "csv")
+REQUEST = {
+    "amazon_spends": [VALUES[0]],
+    "flipkart_spends": [VALUES[1]],
+    "grocery_spends_online": [VALUES[2]],
+    "other_online_spends": list(VALUES[3:]),
+}
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -137,10 +144,22 @@ def results_columns() -> list[str]:
     return [ID, schema.STATUS, *VALUES, *(name for name, _ in DERIVED)]
 
 
-def run_ours(paths: Sequence[Path], dest: Path) -> None:
+def run_ours(paths: Sequence[Path], dest: Path, insights: bool = True) -> None:
     from pipeline.merge import write_workbook
 
-    write_workbook(dest, paths, id_column=ID, value_columns=VALUES, facts=[("bench", True)])
+    write_workbook(
+        dest,
+        paths,
+        id_column=ID,
+        value_columns=VALUES,
+        facts=[("bench", True)],
+        request=REQUEST,
+        insights=insights,
+    )
+
+
+def run_ours_without_insights(paths: Sequence[Path], dest: Path) -> None:
+    run_ours(paths, dest, insights=False)
 
 
 def run_bare(paths: Sequence[Path], dest: Path) -> None:
@@ -194,6 +213,7 @@ def run_csv(paths: Sequence[Path], dest: Path) -> None:
 
 RUNNERS: dict[str, tuple[Callable[[Sequence[Path], Path], None], str]] = {
     "ours": (run_ours, ".xlsx"),
+    "ours-no-insights": (run_ours_without_insights, ".xlsx"),
     "bare": (run_bare, ".xlsx"),
     "polars": (run_polars, ".xlsx"),
     "parquet": (run_parquet, ".parquet"),

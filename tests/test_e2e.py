@@ -27,15 +27,23 @@ from pipeline.mockapi import MockServer, MockSettings, Rule
     ],
     ids=["pool", "sequential"],
 )
-def test_run_end_to_end_on_the_embedded_mock(tmp_path: Path, processing: dict[str, int]) -> None:
+def test_run_end_to_end_on_the_embedded_mock(
+    tmp_path: Path, processing: dict[str, int], capsys: pytest.CaptureFixture[str]
+) -> None:
     users = make_users(50)
     source = write_csv(tmp_path / "users.csv", users)
     config = write_config(tmp_path, source, processing=processing)
     assert main(["run", "--config", str(config), "--no-progress"]) == 0
     out = tmp_path / "out"
     check_against_model(results(out), users, MockSettings())
+    # Under the run's table: its most frequent best card, with its users.
+    names = [n for n in results(out).column("top1_card_name").to_pylist() if n is not None]
+    first = max(sorted(set(names)), key=names.count)
+    after = capsys.readouterr().err.split("Best cards (top ")[1]
+    line = next(line for line in after.splitlines() if first in line)
+    assert line.rstrip(" │").endswith(f"{names.count(first):,}")
     book = openpyxl.load_workbook(out / "results.xlsx")
-    assert book.sheetnames[:3] == ["Summary", "Results", "Failures"]
+    assert book.sheetnames[:4] == ["Summary", "Insights", "Results", "Failures"]
     ids = [row[0] for row in book["Results"].iter_rows(min_row=2, values_only=True)]
     assert ids == [u["user_id"] for u in users]
     assert (out / "run.json").is_file() and (out / "pipeline.log").is_file()

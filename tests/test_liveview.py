@@ -10,7 +10,13 @@ import pytest
 from rich.console import Console
 from support import Clock
 
-from pipeline.view.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
+from pipeline.view.liveview import (
+    ConsoleLogHandler,
+    LiveProgress,
+    summary_facts,
+    summary_table,
+    top_cards_table,
+)
 from pipeline.view.progress import (
     LatencyHistogram,
     LogProgress,
@@ -241,6 +247,16 @@ def test_summary_table_shows_the_same_figures() -> None:
         line = next(line for line in text.splitlines() if label in line)
         assert line.rstrip(" │").endswith(value)
     assert "2m05s" in text
+
+
+def test_top_cards_table_lists_cards_and_users_names_as_they_came() -> None:
+    out = Console(file=io.StringIO(), width=80, record=True, color_system=None)
+    out.print(top_cards_table([("HDFC Millennia", 12_345), ("[bold]Odd[/bold] card", 7)]))
+    lines = out.export_text().splitlines()
+    assert lines[0].strip() == "Best cards (top 2, whole run)"
+    body = [line for line in lines if "│" in line]
+    assert "HDFC Millennia" in body[0] and body[0].rstrip(" │").endswith("12,345")
+    assert "[bold]Odd[/bold] card" in body[1] and body[1].rstrip(" │").endswith("7")
 
 
 def test_summary_before_any_answer() -> None:

@@ -21,6 +21,7 @@ from pipeline.config import Config, build_config
 from pipeline.errors import RunStateError
 from pipeline.merge import MergeReport, read_outcome_counts, write_workbook
 from pipeline.merge.run import merge_run
+from pipeline.merge.summary import SIMULATED
 from pipeline.state.store import RunLayout, write_json_atomic, write_parquet_atomic
 
 ID = "user_id"
@@ -70,7 +71,14 @@ def sheet_rows(path: Path, title: str) -> list[tuple[Any, ...]]:
 
 
 def summary(path: Path) -> dict[Any, Any]:
-    return {key: value for key, value in sheet_rows(path, "Summary")[1:]}
+    """The Summary's lines as label (column A) -> value (column B)."""
+    return {line[0]: line[1] for line in sheet_rows(path, "Summary") if line[0] is not None}
+
+
+def banners(path: Path) -> list[str]:
+    """The lines above the Summary's first table (after its title)."""
+    lines = [line[0] for line in sheet_rows(path, "Summary")[1:]]
+    return lines[: lines.index(None)]
 
 
 def results_cell(tmp_path: Path, column: str, **values: Any) -> Any:
@@ -86,7 +94,7 @@ def test_sheets_in_order_each_row_once_in_input_order(tmp_path: Path) -> None:
     report = merge(tmp_path, [rows[:10], rows[10:11], rows[11:]])
 
     book = load_workbook(tmp_path / "out.xlsx")
-    assert book.sheetnames == ["Summary", "Results", "Failures"]
+    assert book.sheetnames == ["Summary", "Insights", "Results", "Failures"]
     results, failures = sheet_rows(tmp_path / "out.xlsx", "Results"), book["Failures"]
     failure_rows = list(failures.iter_rows(values_only=True))
     assert results[0] == tuple(RESULT_HEADER)
@@ -99,7 +107,7 @@ def test_sheets_in_order_each_row_once_in_input_order(tmp_path: Path) -> None:
     assert (report.ok, report.no_cards, report.failed, report.invalid) == (9, 5, 5, 4)
     assert (report.total, report.results_rows, report.failures) == (23, 14, 9)
     assert report.results_sheets == 1
-    assert summary(tmp_path / "out.xlsx")["rows ok"] == 9
+    assert summary(tmp_path / "out.xlsx")["ok: a best card found"] == 9
 
 
 def test_failures_hold_status_http_status_attempts_error(tmp_path: Path) -> None:
@@ -122,6 +130,8 @@ def test_no_cards_row_is_in_results_with_empty_card_columns(tmp_path: Path) -> N
 def test_ids_stay_text_with_leading_zeros(tmp_path: Path) -> None:
     cell = results_cell(tmp_path, ID, user_id="000123")
     assert (cell.value, cell.data_type) == ("000123", "s")
+    card = results_cell(tmp_path, "top1_card_id", top1_card_id=12345678901234567)
+    assert (card.value, card.data_type) == ("12345678901234567", "s")  # not 1.23457E+16
 
 
 def test_numbers_are_numeric_cells_money_formatted_counts_integers(tmp_path: Path) -> None:
@@ -136,9 +146,10 @@ def test_numbers_are_numeric_cells_money_formatted_counts_integers(tmp_path: Pat
         assert cells[name].number_format == "#,##0.00"
     assert cells["top1_net_savings"].value == 18080.25
     assert cells[VALUES[0]].value == 1000.0 and cells[VALUES[1]].value == 0.5
-    for name in ("cards_returned", "top1_card_id"):
-        assert (cells[name].data_type, type(cells[name].value)) == ("n", int)
-        assert cells[name].number_format == "General"
+    assert (cells["cards_returned"].data_type, cells["cards_returned"].value) == ("n", 15)
+    assert cells["cards_returned"].number_format == "General"
+    # A card's id is text, as the user's is: Excel neither sums nor rounds it.
+    assert (cells["top1_card_id"].data_type, cells["top1_card_id"].value) == ("s", "114")
 
 
 def test_null_and_nan_are_empty_cells(tmp_path: Path) -> None:
@@ -189,7 +200,7 @@ def test_any_string_survives_or_loses_only_what_xml_cannot_hold(tmp_path: Path) 
     got = [r[column] for r in sheet_rows(tmp_path / "out.xlsx", "Results")[1:]]
     assert got == ["".join(c for c in n if c not in cannot) for n in names]
     assert summary(tmp_path / "out.xlsx")["lone surrogate"] == "ab"
-    assert summary(tmp_path / "out.xlsx")["nan"] == "nan"
+    assert summary(tmp_path / "out.xlsx")["nan"] is None  # as on Results: no cell
 
 
 def test_long_string_truncated_and_counted(tmp_path: Path) -> None:
@@ -213,7 +224,7 @@ def test_results_split_every_max_rows_each_with_header(tmp_path: Path) -> None:
     report = merge(tmp_path, [rows[:2], rows[2:]], max_rows_per_sheet=3)
 
     book = load_workbook(tmp_path / "out.xlsx")
-    assert book.sheetnames == ["Summary", "Results", "Results 2", "Results 3", "Failures"]
+    assert book.sheetnames[2:] == ["Results", "Results 2", "Results 3", "Failures"]
     ids = []
     for title in ("Results", "Results 2", "Results 3"):
         lines = list(book[title].iter_rows(values_only=True))
@@ -228,7 +239,7 @@ def test_results_split_every_max_rows_each_with_header(tmp_path: Path) -> None:
 def test_exactly_max_rows_needs_no_second_sheet(tmp_path: Path) -> None:
     report = merge(tmp_path, [[row(i) for i in range(3)]], max_rows_per_sheet=3)
     assert report.results_sheets == 1
-    assert load_workbook(tmp_path / "out.xlsx").sheetnames == ["Summary", "Results", "Failures"]
+    assert load_workbook(tmp_path / "out.xlsx").sheetnames[2:] == ["Results", "Failures"]
 
 
 def test_max_rows_per_sheet_out_of_range_is_refused(tmp_path: Path) -> None:
@@ -238,33 +249,49 @@ def test_max_rows_per_sheet_out_of_range_is_refused(tmp_path: Path) -> None:
 
 def test_unfinished_run_is_said_on_summary(tmp_path: Path) -> None:
     merge(tmp_path, [[row(i) for i in range(3)]], expected_rows=10)
-    first = sheet_rows(tmp_path / "out.xlsx", "Summary")[1]
-    assert (
-        first[1] == "Unfinished run: 3 of 10 rows have results; run `pipeline run` again to finish"
-    )
+    assert banners(tmp_path / "out.xlsx") == [
+        "Unfinished run: 3 of 10 rows have results; run `pipeline run` again to finish"
+    ]
 
 
-def test_finished_run_has_no_unfinished_line(tmp_path: Path) -> None:
+def test_finished_run_says_so_and_whether_rows_failed(tmp_path: Path) -> None:
     merge(tmp_path, [[row(i) for i in range(3)]], expected_rows=3)
     text = " ".join(str(v) for line in sheet_rows(tmp_path / "out.xlsx", "Summary") for v in line)
     assert "Unfinished" not in text
+    assert banners(tmp_path / "out.xlsx") == [
+        "Finished: every user has an outcome, and no request failed."
+    ]
+    merge(tmp_path, [[row(0), row(1, schema.FAILED)]], expected_rows=2)
+    assert banners(tmp_path / "out.xlsx") == [
+        "Finished, but 1 rows failed: `pipeline rerun-failed` retries them."
+    ]
 
 
-def test_summary_has_counts_then_facts_as_given(tmp_path: Path) -> None:
+def test_summary_headline_outcomes_with_shares_then_facts_as_given(tmp_path: Path) -> None:
     facts = [("start", "2024-05-01 10:00:00"), ("duration", 12.5), ("workers", 20)]
     facts += [("adaptive", True), ("note", None), ("formula-like", "=2+2")]
     rows = [row(0), row(1, schema.NO_CARDS), row(2, schema.FAILED), row(3, schema.INVALID_STATE)]
     merge(tmp_path, [rows], facts=facts)
 
     lines = sheet_rows(tmp_path / "out.xlsx", "Summary")
-    assert lines[0] == ("key", "value")
-    keys = [line[0] for line in lines[1:]]
-    assert keys[:5] == ["rows ok", "rows no_cards", "rows invalid", "rows failed", "rows total"]
-    assert keys[5:11] == [key for key, _ in facts]
-    assert [line[1] for line in lines[1:6]] == [1, 1, 1, 1, 4]
-    assert lines[6:12] == facts
+    assert lines[0][0] == "CardGenius results: summary"
+    at = [line[0] for line in lines].index("users")
+    assert lines[at - 1][:3] == (None, "users", "share")
+    outcomes = [line[:3] for line in lines[at : at + 5]]
+    assert outcomes == [
+        ("users", 4, 1.0),
+        ("ok: a best card found", 1, 0.25),
+        ("no_cards: the API offered no card", 1, 0.25),
+        ("invalid: not sent (see Failures)", 1, 0.25),
+        ("failed: see Failures", 1, 0.25),
+    ]
+    labels = [line[0] for line in lines]
+    start = labels.index("start")
+    assert [line[:2] for line in lines[start : start + 6]] == facts
+    assert max(len(line) for line in lines) <= 4  # no column past D: no scrolling sideways
     ws = load_workbook(tmp_path / "out.xlsx")["Summary"]
-    assert ws.cell(row=12, column=2).data_type == "s"
+    assert ws.cell(row=start + 6, column=2).data_type == "s"  # "=2+2" is text
+    assert ws.cell(row=at + 1, column=3).number_format == "0.0%"
 
 
 def test_sheets_are_usable_frozen_filtered_sized(tmp_path: Path) -> None:
@@ -285,7 +312,7 @@ def test_no_shards_writes_headers_and_zero_counts(tmp_path: Path) -> None:
     )
     assert report.total == 0
     assert sheet_rows(tmp_path / "out.xlsx", "Results") == [(ID, "status", *VALUES)]
-    assert summary(tmp_path / "out.xlsx")["rows total"] == 0
+    assert summary(tmp_path / "out.xlsx")["users"] == 0
 
 
 def test_failed_write_leaves_old_workbook_and_no_temp_files(
@@ -358,7 +385,7 @@ def test_many_batches_and_shards_keep_every_row_once_in_order(tmp_path: Path) ->
 
     book = load_workbook(tmp_path / "out.xlsx", read_only=True)
     titles = [f"Results {n}" if n > 1 else "Results" for n in range(1, 5)]
-    assert book.sheetnames == ["Summary", *titles, "Failures"]
+    assert book.sheetnames == ["Summary", "Insights", *titles, "Failures"]
     ids: list[Any] = []
     for title in titles:
         lines = list(book[title].iter_rows(values_only=True))
@@ -421,7 +448,7 @@ def test_merge_run_reads_only_finished_result_shards(tmp_path: Path) -> None:
     assert report.total == 2
     results = sheet_rows(layout.root / "results.xlsx", "Results")
     assert [r[0] for r in results[1:]] == ["00000", "00001"]
-    assert summary(layout.root / "results.xlsx")["Unfinished run"].startswith("Unfinished run: 2")
+    assert banners(layout.root / "results.xlsx")[0].startswith("Unfinished run: 2")
 
 
 def test_summary_holds_the_runs_facts_settings_and_sheet_count(tmp_path: Path) -> None:
@@ -451,13 +478,22 @@ def test_summary_holds_the_runs_facts_settings_and_sheet_count(tmp_path: Path) -
     book = load_workbook(layout.root / "results.xlsx")
     assert book.sheetnames[0] == "Summary"
     facts = summary(layout.root / "results.xlsx")
-    assert facts["rows total"] == 1 and facts["Results sheets"] == 1
+    assert facts["users"] == 1 and facts["Results sheets"] == 1
     assert facts["input"] == "/data/users.csv" and facts["input rows"] == 1
-    assert facts["duration (s)"] == 10 and facts["throughput (users/s)"] == 0.1
+    assert facts["duration"] == "10.0 s" and facts["rate (users per second)"] == 0.1
+    assert facts["started"] == "2024-05-01T10:00:00+00:00"
     assert facts["request.other_online_spends"] == " + ".join(VALUES)
     assert facts["processing.max_workers"] == 20 and facts["retry.max_attempts"] == 4
-    assert facts["last session: requests sent"] == 1
-    assert "Unfinished run" not in facts
+    assert facts["requests sent"] == 1
+    assert facts["answers from"] == "the embedded mock API (simulated)"
+    assert banners(layout.root / "results.xlsx") == [
+        "Finished: every user has an outcome, and no request failed.",
+        SIMULATED,
+    ]
+    labels = list(facts)
+    # The headline first, then the tables, the settings last.
+    assert labels.index("users") < labels.index("requests sent") < labels.index("input")
+    assert labels.index("input") < labels.index("processing.max_workers")
 
 
 def merge_config(tmp_path: Path) -> Config:

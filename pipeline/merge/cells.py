@@ -113,12 +113,18 @@ def clean_texts(values: pa.Array, changes: Changes) -> pa.Array:
     return values
 
 
-def clean_text(text: str, changes: Changes) -> str:
-    """One string ready for an XML text node, as `clean_texts` does for a column."""
+def fit_text(text: str, changes: Changes) -> str:
+    """One string as a cell can hold it: characters XML cannot carry removed, cut to Excel's
+    limit (not escaped: for openpyxl's cells)."""
     if _ILLEGAL.search(text) is not None:
         text = _ILLEGAL.sub("", text)
         changes.sanitized += 1
-    text = _fit(text, changes)
+    return _fit(text, changes)
+
+
+def clean_text(text: str, changes: Changes) -> str:
+    """One string ready for an XML text node, as `clean_texts` does for a column."""
+    text = fit_text(text, changes)
     for char, escape in _ESCAPES:
         text = text.replace(char, escape)
     return text

@@ -1,7 +1,7 @@
 """The merge entry: the run's result shards to the workbook, or to one Parquet or CSV file.
 
-`merge_run(config, layout, fmt)` reads run.json for the Summary sheet's facts and hands the
-result shards, in input order, to the workbook writer or the exporter.
+`merge_run(config, layout, fmt)` reads run.json for the Summary sheet's facts (`run_facts`) and
+hands the result shards, in input order, to the workbook writer or the exporter.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
+from pipeline.merge.facts import RunFacts
 from pipeline.state.runinfo import now_iso
 from pipeline.state.store import RunLayout, read_run
 
@@ -42,14 +43,14 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
     if fmt == "xlsx":
         info = read_run(layout) or {}
         rows = info.get("input", {}).get("rows")
-        facts = _summary_facts(info, rows)
         dest = workbook
         report = write_workbook(
             dest,
             shard_paths,
             id_column=id_column,
             value_columns=value_columns,
-            facts=facts,
+            facts=run_facts(info, rows),
+            request=config.request,
             expected_rows=rows,
         )
     else:
@@ -60,25 +61,35 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
     return report
 
 
-def _summary_facts(info: dict[str, Any], rows: int | None) -> list[tuple[str, object]]:
-    """The Summary sheet's lines about the run: input, timing, what defines the results, the
-    settings used, and the last session's figures (requests, retries, latency, ...)."""
+def run_facts(info: dict[str, Any], rows: int | None) -> RunFacts:
+    """What the Summary says about the run, from run.json: timing, where the answers came
+    from, what defines the results, the last session's figures (requests, retries, latency,
+    ...) and the settings used."""
     elapsed = float(info.get("elapsed_seconds", 0.0))
     fp = info.get("fingerprint", {})
-    facts: list[tuple[str, object]] = [
+    endpoint = fp.get("endpoint", {})
+    run: list[tuple[str, object]] = [
         ("input", fp.get("input", {}).get("path")),
         ("input rows", rows),
-        ("started", info.get("started_at")),
-        ("finished", info.get("finished_at") or "not finished"),
-        ("duration (s)", round(elapsed, 1)),
-        ("throughput (users/s)", round(rows / elapsed, 2) if rows and elapsed else None),
         ("merged", now_iso()),
         ("id column", fp.get("id_column")),
     ]
-    facts += [(f"request.{k}", " + ".join(v)) for k, v in fp.get("request", {}).items()]
-    facts += [(f"endpoint.{k}", v) for k, v in fp.get("endpoint", {}).items()]
-    facts += [("top_n", fp.get("top_n")), ("limit", fp.get("limit"))]
-    for table, values in info.get("settings", {}).items():
-        facts += [(f"{table}.{key}", value) for key, value in values.items()]
-    facts += [(f"last session: {label}", value) for label, value in info.get("last_session", [])]
-    return facts
+    run += [(f"request.{k}", " + ".join(v)) for k, v in fp.get("request", {}).items()]
+    run += [(f"endpoint.{k}", v) for k, v in endpoint.items()]
+    run += [("top_n", fp.get("top_n")), ("limit", fp.get("limit"))]
+    settings = [
+        (f"{table}.{key}", value)
+        for table, values in info.get("settings", {}).items()
+        for key, value in values.items()
+    ]
+    return RunFacts(
+        started=info.get("started_at"),
+        finished=info.get("finished_at"),
+        duration_seconds=round(elapsed, 1) if info else None,
+        rate=round(rows / elapsed, 2) if rows and elapsed else None,
+        simulated=bool(endpoint.get("mock")) if endpoint else None,
+        endpoint=endpoint.get("url"),
+        run=run,
+        session=[(str(label), value) for label, value in info.get("last_session", [])],
+        settings=settings,
+    )

@@ -4,7 +4,7 @@ Result shards (schema.py) are read one at a time, in the order given (input orde
 batch at a time, so memory stays flat whatever the row count. The outputs take:
 
 - `Results` (ok and no_cards rows): id, status, the input values, then the derived columns,
-  which are everything after `error` in the first shard, in its order;
+  which are everything after `error` in the first shard, in its order (card ids as text);
 - `Failures` (every other row): id, status, http_status, attempts, error;
 - the Parquet and CSV exports (every row): the Failures columns, then the input values and the
   derived columns.
@@ -71,7 +71,7 @@ def columns_of(
     values = fields(value_columns)
     derived = [_string_of(f) for f in derived]
     return Columns(
-        results=pa.schema([head[0], head[1], *values, *derived]),
+        results=pa.schema([head[0], head[1], *values, *map(_id_as_text, derived)]),
         failures=pa.schema(head),
         export=pa.schema([*head, *values, *derived]),
     )
@@ -80,6 +80,14 @@ def columns_of(
 def _string_of(field: pa.Field) -> pa.Field:
     # large_string holds the same text; one string type keeps the encoders to one case.
     return field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field
+
+
+def _id_as_text(field: pa.Field) -> pa.Field:
+    # A card's id is a name, not a quantity: as text, Excel neither sums it nor rounds a long
+    # one, and filters it as the text it is. The exports keep the number.
+    if field.name.endswith("_id") and pa.types.is_integer(field.type):
+        return field.with_type(pa.string())
+    return field
 
 
 def batches(path: Path, wanted: pa.Schema) -> Iterator[pa.RecordBatch]:

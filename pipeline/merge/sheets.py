@@ -3,7 +3,7 @@
 A `Sheet` is fed record batches and writes its XML to a sink as it goes. Column widths come
 from the header and the first `WIDTH_SAMPLE_ROWS` rows (not from every row), so the first rows
 wait until those are in. `SplitSheet` starts `Results 2`, `Results 3`, ... (each with the
-header) every `max_rows` data rows. `key_value_sheet` is the small Summary sheet, whole.
+header) every `max_rows` data rows.
 """
 
 from __future__ import annotations
@@ -171,14 +171,3 @@ class SplitSheet:
 
     def close(self) -> None:
         self.sheets[-1].close()
-
-
-def key_value_sheet(lines: Sequence[tuple[str, object]], styles: Styles, changes: Changes) -> bytes:
-    """A whole two-column sheet, `key` and `value`, one line per pair (the Summary)."""
-    widths = [_width("key", [k for k, _ in lines]), _width("value", [v for _, v in lines])]
-    rows = [
-        f'<row r="{r}">{value_cell(k, f"A{r}", changes)}{value_cell(v, f"B{r}", changes)}</row>'
-        for r, (k, v) in enumerate(lines, 2)
-    ]
-    header = _header_row(["key", "value"], ["A", "B"], styles.header, changes)
-    return (head_xml(widths) + header + "".join(rows) + tail_xml(None)).encode()

@@ -1,20 +1,22 @@
-"""The workbook: result shards merged into `Summary`, `Results` (`Results 2`, ...) and `Failures`.
+"""The workbook: result shards merged into `Summary`, `Insights`, `Results` (`Results 2`, ...)
+and `Failures`.
 
-This module owns the workbook's layout (CONTRACT.md, "The output folder"): Summary first (rows
-by state, the run's facts and settings as the caller gives them, how many Results sheets there
-are, how many cells had to change), then Results (ok and no_cards rows, `max_rows_per_sheet`
-data rows a sheet), then Failures (every other row). Every row of every shard lands exactly
-once, in the order of the shards and of their rows.
+This module owns the workbook's layout: Summary first (summary.py: the headline, the key
+tables, the run's facts, the settings), then Insights (charts.py: what the results say about
+cards, with native charts), then Results (ok and no_cards rows, `max_rows_per_sheet` data rows
+a sheet), then Failures (every other row). Every row of every shard lands exactly once, in the
+order of the shards and of their rows.
 
-The file is written through `store.atomic_path`: a kill or an error leaves the old file or the
-new one. How values become cells is cells.py; sheets' XML is sheets.py; the zip is package.py.
+Results and Failures, the big sheets, are streamed as XML (sheets.py, cells.py); Summary and
+Insights are small and drawn by openpyxl (package.py puts the two kinds together). The file is
+written through `store.atomic_path`: a kill or an error leaves the old file or the new one.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,12 +25,16 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.merge import shards
-from pipeline.merge.cells import MAX_CELL_CHARS, Changes
-from pipeline.merge.package import Package
-from pipeline.merge.sheets import Sheet, SplitSheet, key_value_sheet
+from pipeline.merge.cells import Changes
+from pipeline.merge.charts import draw_insights
+from pipeline.merge.facts import RunFacts
+from pipeline.merge.insights import Insights, compute_insights
+from pipeline.merge.package import Drawn, Package, Streamed
+from pipeline.merge.sheets import Sheet, SplitSheet
+from pipeline.merge.summary import Found, draw_summary
 from pipeline.state import store
 
-SUMMARY, RESULTS, FAILURES = "Summary", "Results", "Failures"
+SUMMARY, INSIGHTS, RESULTS, FAILURES = "Summary", "Insights", "Results", "Failures"
 EXCEL_MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows, less the header
 
 
@@ -47,6 +53,7 @@ class MergeReport:
     cells_sanitized: int
     cells_truncated: int
     seconds: float
+    insights: Insights | None = None
 
 
 def write_workbook(
@@ -55,35 +62,48 @@ def write_workbook(
     *,
     id_column: str,
     value_columns: Sequence[str],
-    facts: Sequence[tuple[str, object]],
+    facts: RunFacts | Sequence[tuple[str, object]] = (),
+    request: Mapping[str, Sequence[str]] | None = None,
+    insights: bool = True,
     expected_rows: int | None = None,
     max_rows_per_sheet: int = EXCEL_MAX_DATA_ROWS,
     clock: Callable[[], float] = time.perf_counter,
 ) -> MergeReport:
     """Write the workbook `dest` from result shards given in input order.
 
-    `facts` are (key, value) lines for the Summary sheet, formatted by the caller.
-    `expected_rows`: rows the run's input has; when the shards hold fewer, Summary says the run
-    is unfinished. None: not known, say nothing. `max_rows_per_sheet`: data rows per Results
-    sheet before the next one (`Results 2`, ...) starts.
+    `facts`: what the Summary says about the run; (label, value) lines are taken as the run's
+    details. `request`: the run's API field -> input columns mapping (the Insights' spend
+    bands); None: every value column is a monthly spend. `insights`: False leaves the Insights
+    sheet out. `expected_rows`: rows the run's input has; when the shards hold fewer, Summary
+    says the run is unfinished. None: not known, say nothing. `max_rows_per_sheet`: data rows
+    per Results sheet before the next one (`Results 2`, ...) starts.
     """
     if not 1 <= max_rows_per_sheet <= EXCEL_MAX_DATA_ROWS:
         raise ValueError(
             f"max_rows_per_sheet ({max_rows_per_sheet}) must be from 1 to {EXCEL_MAX_DATA_ROWS}"
         )
     started = clock()
+    run_facts = facts if isinstance(facts, RunFacts) else RunFacts(run=tuple(facts))
     columns = shards.columns_of(shard_paths, id_column, value_columns)
     changes = Changes()
+    first_results = 3 if insights else 2
     with store.atomic_path(dest) as tmp:
         book = Package(tmp)
         try:
             counts, results, failures = _write_sheets(
-                book, shard_paths, columns, changes, max_rows_per_sheet
+                book, shard_paths, columns, changes, max_rows_per_sheet, first_results
             )
-            lines = _summary_lines(counts, facts, len(results.sheets), changes, expected_rows)
-            book.add(1, key_value_sheet(lines, book.styles, changes))
-            sheets = [*results.sheets, failures]
-            book.finish([(SUMMARY, None), *((s.title, s.filter_ref) for s in sheets)])
+            found_insights = None
+            if insights:
+                mapping = request if request is not None else {c: (c,) for c in value_columns}
+                found_insights = compute_insights(shard_paths, mapping)
+            found = Found(counts, expected_rows, len(results.sheets), changes, found_insights)
+            sheets = [
+                *_drawn(run_facts, found),
+                *(Streamed(s.title, s.filter_ref) for s in results.sheets),
+            ]
+            sheets.append(Streamed(failures.title, failures.filter_ref))
+            book.finish(sheets)
         except BaseException:
             book.abort()
             raise
@@ -99,7 +119,20 @@ def write_workbook(
         cells_sanitized=changes.sanitized,
         cells_truncated=changes.truncated,
         seconds=clock() - started,
+        insights=found_insights,
     )
+
+
+def _drawn(facts: RunFacts, found: Found) -> list[Streamed | Drawn]:
+    """Summary, and Insights when they were computed."""
+    sheets: list[Streamed | Drawn] = [
+        Drawn(SUMMARY, partial(draw_summary, facts=facts, found=found))
+    ]
+    if found.insights is not None:
+        # The Insights repeat text the Results hold (card names): it is counted there, once.
+        draw = partial(draw_insights, insights=found.insights, changes=Changes())
+        sheets.append(Drawn(INSIGHTS, draw))
+    return sheets
 
 
 def _write_sheets(
@@ -108,12 +141,13 @@ def _write_sheets(
     columns: shards.Columns,
     changes: Changes,
     max_rows: int,
+    first: int,
 ) -> tuple[Counter[str], SplitSheet, Sheet]:
-    """Write Results (at positions 2, 3, ...: after Summary) and Failures (after them)."""
+    """Write Results (at positions `first`, `first` + 1, ...) and Failures (after them)."""
 
     def results_sheet(title: str, index: int) -> Sheet:
         spool = book.spool()
-        done = partial(book.add, index + 2, spool)
+        done = partial(book.add, first + index, spool)
         return Sheet(title, columns.results, book.styles, changes, spool.write, done)
 
     results = SplitSheet(RESULTS, max_rows, results_sheet)
@@ -122,7 +156,7 @@ def _write_sheets(
     counts = _stream_shards(shard_paths, columns, results, failures)
     results.close()
     failures.close()
-    book.add(len(results.sheets) + 2, spool)
+    book.add(first + len(results.sheets), spool)
     return counts, results, failures
 
 
@@ -146,32 +180,3 @@ def _stream_shards(
             if kept < batch.num_rows:
                 failures.add(batch.filter(pc.invert(is_result)).select(columns.failures.names))
     return counts
-
-
-def _summary_lines(
-    counts: Counter[str],
-    facts: Sequence[tuple[str, object]],
-    results_sheets: int,
-    changes: Changes,
-    expected_rows: int | None,
-) -> list[tuple[str, object]]:
-    """Summary's (key, value) lines; an unfinished run says so on the first line."""
-    total = sum(counts.values())
-    lines: list[tuple[str, object]] = []
-    if expected_rows is not None and total < expected_rows:
-        lines.append(("Unfinished run", _unfinished(total, expected_rows)))
-    lines += [(f"rows {s}", counts[s]) for s in schema.STATES]
-    lines += [(f"rows {s}", n) for s, n in counts.items() if s not in schema.STATES]
-    lines.append(("rows total", total))
-    lines += [(str(key), value) for key, value in facts]
-    lines.append(("Results sheets", results_sheets))
-    lines.append(("cells with characters Excel cannot hold (removed)", changes.sanitized))
-    lines.append((f"cells cut to {MAX_CELL_CHARS:,} characters", changes.truncated))
-    return lines
-
-
-def _unfinished(found: int, expected: int) -> str:
-    return (
-        f"Unfinished run: {found:,} of {expected:,} rows have results; "
-        "run `pipeline run` again to finish"
-    )

@@ -47,10 +47,18 @@ from pipeline.state.store import (
     read_run,
     write_json_atomic,
 )
-from pipeline.view.liveview import ConsoleLogHandler, LiveProgress, summary_facts, summary_table
+from pipeline.view.liveview import (
+    ConsoleLogHandler,
+    LiveProgress,
+    summary_facts,
+    summary_table,
+    top_cards_table,
+)
 from pipeline.view.progress import LogProgress, NullProgress, Progress
 
 log = logging.getLogger("pipeline")
+TOP_CARDS_SHOWN = 5
+"""Best cards listed under the run's table at its end."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,18 @@ def _execute(
     if stats is not None:
         console.print(summary_table(stats))
         runinfo.record_summary(layout, summary_facts(stats))
+        _print_top_cards(console, layout)
     return result
+
+
+def _print_top_cards(console: Console, layout: RunLayout) -> None:
+    """The run's five most frequent best cards, from every result shard (earlier sessions'
+    too), under the session's table."""
+    from pipeline.merge.insights import top_cards
+
+    cards = top_cards([layout.result_shard(n) for n in layout.result_shards()], TOP_CARDS_SHOWN)
+    if cards:
+        console.print(top_cards_table(cards))
 
 
 @contextlib.contextmanager

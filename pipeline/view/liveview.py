@@ -3,7 +3,8 @@
 Owns what a person sees on a terminal while a run goes: `LiveProgress` implements the
 `progress.Progress` interface over a `rich.live.Live` that only the coordinator drives (the
 workers send events; nothing here runs in a worker). `summary_table` and `summary_facts` give
-the session's figures at the end, for the screen and for the workbook's Summary sheet.
+the session's figures at the end, for the screen and for the workbook's Summary sheet;
+`top_cards_table` the run's best cards under them.
 
 Cheap by construction: the Live does not auto-refresh; `tick()` redraws at most
 `refresh_per_second` times a second, and a frame reads only bounded state from `RunStats`
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -256,6 +257,17 @@ def summary_table(stats: RunStats) -> Table:
             table.add_row(label, format_duration(value))
         else:
             table.add_row(label, _cell(value))
+    return table
+
+
+def top_cards_table(cards: Sequence[tuple[str, int]]) -> Table:
+    """The cards that are the best card of most users over the whole run, with their users,
+    for under the run's table. Names are shown as they came (never read as markup)."""
+    table = Table(title=f"Best cards (top {len(cards)}, whole run)", title_justify="left")
+    table.add_column("best card", overflow="fold")
+    table.add_column("users", justify="right")
+    for name, users in cards:
+        table.add_row(Text(name), f"{users:,}")
     return table
 
 
