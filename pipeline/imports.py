@@ -1,10 +1,10 @@
 """Keep pandas out of the pipeline's own processes.
 
 pyarrow imports pandas, when it is installed, on its first conversion of Python objects
-(`pa.array`, `Table.from_pylist`), only to check whether they are DataFrames. That import
-costs ~0.25 s of CPU in every process (coordinator and each worker), a fifth of a small run's
-start-up, and nothing in the pipeline uses pandas. `skip_pandas()` makes `import pandas`
-fail in this process, which pyarrow and polars take as "pandas is not installed".
+(`pa.array`, `Table.from_pylist`), only to check whether they are DataFrames. That import is
+a large part of each process's start-up, and nothing in the pipeline uses pandas.
+`skip_pandas()` makes `import pandas` fail in this process, which pyarrow and polars take as
+"pandas is not installed".
 
 It is called by the `pipeline` command and by each worker process as it starts, never on
 import, so a program that imports the package keeps its pandas.

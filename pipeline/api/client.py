@@ -142,10 +142,9 @@ class CardGeniusClient:
     Every call is the same POST but for its body and token, so the request is prepared once
     (the Session's headers merged in) and each call sends a copy with `Session.send`: the
     prepared-request flow of requests' documentation. `Session.post` would merge the settings
-    and check types again on every call, ~0.2 ms of CPU per request (a fifth of a whole call
-    on loopback; see BENCHMARKS.md). The environment is read once by `new_session`, which is
-    what `Session.post` would add. When the API sets cookies, calls go through `Session.post`,
-    which sends them back.
+    and check types again on every call, a cost per request (BENCHMARKS.md). The environment
+    is read once by `new_session`, which is what `Session.post` would add. When the API sets
+    cookies, calls go through `Session.post`, which sends them back.
     """
 
     def __init__(

@@ -53,10 +53,8 @@ def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int)
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     skip_pandas()
-    # Up to 100 request threads share this process's GIL. At the default 5 ms interval they
-    # take it from each other mid-answer, over and over; at 20 ms a thread mostly finishes
-    # its answer first (C=200, 100 ms, 10,000 users: ~890 vs ~700 users/s in three pairs).
-    # Threads waiting on the network release the GIL at once either way.
+    # Up to 100 request threads share the GIL: with a longer slice than the default 5 ms, a
+    # thread mostly finishes parsing its answer before another takes it (BENCHMARKS.md).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     init_local(limits, events, stop)
     _watch_parent(stop, coordinator)

@@ -29,10 +29,8 @@ from typing import Any
 from pipeline.api.classify import Outcome
 from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 
-# Requests are spaced for 99% of the rate: a request that starts late (a busy CPU, the GIL)
-# lands in the next second beside ones that start on time, and the margin keeps every
-# 1-second window at the partner within 1.05 x rate + 1 (measured: up to 1.03 x rate) while
-# the mean stays within 1% (at 0.98 the windows held 1.01 x rate, the mean 2% under it).
+# Requests are spaced for 99% of the rate, so that one starting late (a busy CPU, the GIL)
+# does not crowd a 1-second window at the partner past the rate (BENCHMARKS.md, scenario 4).
 RATE_MARGIN = 0.99
 
 
