@@ -129,6 +129,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmd.set_defaults(handler=_plan)
 
+    text = "turn the thread-pool script's JSON config into a config.toml"
+    cmd = sub.add_parser("import-config", help=text, description=text)
+    cmd.add_argument("old", type=Path, metavar="OLD.json", help="the script's JSON config")
+    cmd.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("config.toml"),
+        help="the config to write; never overwritten (default: ./config.toml)",
+    )
+    cmd.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    cmd.set_defaults(handler=_import_config)
+
     cmd = sub.add_parser(
         "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
     )
@@ -237,6 +250,14 @@ def _plan(args: argparse.Namespace) -> int:
     from pipeline.plan.figures import plan
 
     print(plan(_config(args), probe=args.probe))
+    return EXIT_OK
+
+
+def _import_config(args: argparse.Namespace) -> int:
+    from pipeline.importconfig import import_config, report
+
+    converted = import_config(args.old, args.output)
+    print(report(converted, args.old, args.output))
     return EXIT_OK
 
 

@@ -143,15 +143,23 @@ _TABLES: dict[str, type] = {
 
 def load_config(path: Path, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read `path` (TOML), apply `overrides` ("table.key" -> value), validate, return."""
+    text = read_text(path, "config file", "(use --config PATH)")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (use --config PATH)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return build_config(raw, source=path, overrides=overrides)
+
+
+def read_text(path: Path, what: str, hint: str = "") -> str:
+    """The UTF-8 text of `path`, the `what` ("config file"); a ConfigError if it cannot be
+    read, with `hint` when it is missing."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found {hint}".rstrip()) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
 
 
 def build_config(
