@@ -117,6 +117,7 @@ def _shard(start: int, n: int, seed: int) -> pa.Table:
         schema.ERROR: pc.if_else(
             answered, pa.scalar(None, pa.string()), "HTTP 503: Service Unavailable"
         ),
+        schema.ERROR_KIND: pc.if_else(answered, pa.scalar(None, pa.string()), "http_5xx"),
     }
     for name, dtype in DERIVED:
         if name == "cards_returned":
