@@ -18,14 +18,15 @@ hold (0 = no client-side limit). The algorithm:
    under the partner's limit instead of bouncing off it (every 429 also costs a Retry-After
    pause of the whole run). Clean well above `too_fast`, the limit has moved: climb freely.
 4. Never above `rate_limit` when one is set. Unlimited runs stay unlimited until the first
-   trouble.
+   trouble. An operator's `pipeline control rate R` replaces that ceiling for the rest of
+   the run (`set_ceiling`).
 
 Pure: plain numbers in, a number out, time from the caller.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MIN_RATE = 0.5  # requests/s; never slower, so the run always moves and can find its way back
 MIN_STEP = 1.0  # requests/s added per clean second at the least, so a low rate recovers
@@ -72,6 +73,12 @@ class AimdController:
         self.last = now
         self.decreases = 0
         self.slow_updates = 0
+
+    def set_ceiling(self, ceiling: float) -> None:
+        """A new ceiling (0 = none), in force at once: the operator asked for that rate, so
+        the climb starts there, not from below; trouble still brings it down."""
+        self.policy = replace(self.policy, ceiling=ceiling)
+        self.rate = ceiling
 
     def update(self, f: Feedback) -> float:
         p = self.policy

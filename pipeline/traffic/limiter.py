@@ -14,6 +14,8 @@ requests are spaced evenly, so no 1-second window ever holds more than `rate + 1
 changes `rate` as the adaptive control decides (adaptive.py).
 
 Pause: `pause_for(seconds)` (a `Retry-After`) holds every acquire in every process until then.
+`hold()` (an operator's `pipeline control pause`) holds them until `unhold()`; requests
+already on the wire finish.
 
 Breaker: see breaker.py; its state lives here so that every process sees it at once.
 """
@@ -32,6 +34,8 @@ from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
 # Requests are spaced for 99% of the rate, so that one starting late (a busy CPU, the GIL)
 # does not crowd a 1-second window at the partner past the rate (BENCHMARKS.md, scenario 4).
 RATE_MARGIN = 0.99
+HOLD_POLL_SECONDS = 0.1
+"""How often a request held by an operator's pause looks whether the run was resumed."""
 
 
 class SharedLimits:
@@ -47,6 +51,7 @@ class SharedLimits:
         self.rate = ctx.Value("d", rate, lock=False)
         self.next_slot = ctx.Value("d", 0.0, lock=False)
         self.paused_until = ctx.Value("d", 0.0, lock=False)
+        self.held = ctx.Value("b", 0, lock=False)
         self.breaker_values = ctx.Array("d", 5, lock=False)
         self.lock = ctx.Lock()
         self.slots = ctx.BoundedSemaphore(in_flight)
@@ -89,14 +94,25 @@ class Limiter:
             shared.slots.release()
             return None
         while True:
+            if shared.held.value and not self._wait_while_held():
+                self.release(permit)
+                return None
             delay = self._schedule() - self._clock()
             if delay > 0 and self._stop.wait(delay):
                 self.release(permit)
                 return None
             # A pause that began while this request waited for its slot: take a new slot
             # after it, so the requests that were waiting do not all start at its end.
-            if self._clock() >= shared.paused_until.value:
+            if self._clock() >= shared.paused_until.value and not shared.held.value:
                 return permit
+
+    def _wait_while_held(self) -> bool:
+        """Wait out an operator's pause; False when the run stops meanwhile. Polled, not
+        signalled: a resume must reach threads of every process, and this costs nothing."""
+        while self._shared.held.value:
+            if self._stop.wait(HOLD_POLL_SECONDS):
+                return False
+        return True
 
     def _admit(self) -> Permit | None:
         """Wait while the breaker is open and it is not this request's turn to probe."""
@@ -153,6 +169,16 @@ class Limiter:
             until = self._clock() + seconds
             if until > shared.paused_until.value:
                 shared.paused_until.value = until
+
+    def hold(self) -> None:
+        """Hold every request of the run until `unhold()` (an operator's pause)."""
+        self._shared.held.value = 1
+
+    def unhold(self) -> None:
+        self._shared.held.value = 0
+
+    def held(self) -> bool:
+        return bool(self._shared.held.value)
 
     def trip(self, first_probe: float) -> None:
         """Open the breaker now (a Retry-After too long to honour): probe after `first_probe`."""

@@ -4,6 +4,8 @@
 second it hands the adaptive controller what the workers saw (answers, 429s, overloads, the
 rate really served, the median latency) and sets the shared limiter's rate to the answer.
 When the breaker has been open for longer than `[retry] give_up_after` it sets the run's stop.
+It also holds the operator's levers (`pipeline control`): hold and resume every request, a new
+rate ceiling, an orderly stop.
 The clock is injectable, so tests drive it without sleeping.
 """
 
@@ -46,6 +48,8 @@ class TrafficWatch:
         self.pending: list[WorkerEvent] = []
         self.last_update = now
         self.gave_up = False
+        self.ceiling = p.rate_limit
+        """The rate ceiling in force: `[processing] rate_limit`, or the operator's since."""
 
     def event(self, event: WorkerEvent) -> None:
         self.pending.append(event)
@@ -57,7 +61,7 @@ class TrafficWatch:
         now = self.clock()
         step, self.last_tick = now - self.last_tick, now
         if self.served.samples:
-            if self.limiter.paused_for() <= 0 and not self.limiter.outage_seconds():
+            if self._flowing():
                 self.active += step
             self.served.add(self.active, self.served_total)
         outage = self.limiter.outage_seconds()
@@ -92,6 +96,30 @@ class TrafficWatch:
             log.debug("Adaptive rate: %.2f requests/s", rate)
             self.limiter.set_rate(rate)
 
+    def _flowing(self) -> bool:
+        """Requests may start now: no pause of any kind, no outage."""
+        limiter = self.limiter
+        return limiter.paused_for() <= 0 and not limiter.held() and not limiter.outage_seconds()
+
+    # --- the operator's levers (`pipeline control`)
+
+    def hold(self) -> None:
+        self.limiter.hold()
+
+    def resume(self) -> None:
+        self.limiter.unhold()
+
+    def set_ceiling(self, rate: float) -> None:
+        """The rate in force from now on (0 = no limit); adaptive control stays under it."""
+        self.ceiling = rate
+        if self.controller is not None:
+            self.controller.set_ceiling(rate)
+        self.limiter.set_rate(rate)
+
+    def stop_run(self) -> None:
+        """The same orderly stop as Ctrl+C: in-flight requests end, checkpoints are saved."""
+        self.stop.set()
+
     def _served_rate(self) -> float:
         """Answers per active second over the window, taking the window as at least a second
         long: a partner that allows H per second may serve H in the first tenth of one."""
@@ -108,8 +136,9 @@ class TrafficWatch:
         return RunSnapshot(
             in_flight=self.limiter.in_flight(),
             max_workers=p.max_workers,
-            rate_limit=p.rate_limit,
+            rate_limit=self.ceiling,
             current_rate=self.limiter.rate(),
             paused_for=max(0.0, self.config.retry.give_up_after - outage) if outage else paused,
             pause_reason="outage" if outage else ("Retry-After" if paused > 0 else ""),
+            held=self.limiter.held(),
         )

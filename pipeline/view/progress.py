@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline import schema
 from pipeline.errors import ErrorKind
 
 EVENT_SECONDS = 0.5
@@ -73,6 +72,10 @@ class RunSnapshot:
     """Seconds left of a run-wide pause; 0 = not paused."""
     pause_reason: str = ""
     """"Retry-After" or "outage" while paused."""
+    held: bool = False
+    """Paused by the operator (`pipeline control pause`) until `resume`."""
+    notes: tuple[str, ...] = ()
+    """The operator's latest changes to the run, each with its time, oldest first."""
 
 
 class Progress(Protocol):
@@ -302,33 +305,10 @@ class LogProgress:
         self.logger.info(self.line())
 
     def line(self) -> str:
-        s = self.stats
-        percent = 100.0 * s.done / s.total if s.total else 100.0
-        eta = s.eta()
-        states = ", ".join(f"{k} {s.counts[k]}" for k in schema.STATES if s.counts[k])
-        text = (
-            f"Progress: {s.done}/{s.total} users processed ({percent:.1f}%)"
-            f" - {s.users.rate():.1f} users/s - elapsed {format_duration(s.elapsed)}"
-            f" - ETA {format_duration(eta) if eta is not None else '-'}"
-        )
-        if states:
-            text += f" - {states}"
-        if s.requests:
-            text += f" - {s.request_rate.rate():.1f} requests/s, retries {s.retries}"
-        errors = ", ".join(f"{k} {s.errors[k]}" for k in sorted(s.errors, key=_kind_order))
-        if errors:
-            text += f" - errors: {errors}"
-        p50, p95 = s.recent_percentiles((0.5, 0.95))
-        if p50 is not None and p95 is not None:
-            text += f" - latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
-        pause = s.snapshot
-        if pause.paused_for > 0:
-            text += f" - paused ({pause.pause_reason}) for {format_duration(pause.paused_for)}"
-        return text
+        # Imported here: facts.py builds on this module (the same line is drawn by `watch`).
+        from pipeline.view.facts import facts_of, progress_line
 
-
-def _kind_order(kind: str) -> int:
-    return ERROR_KINDS.index(kind) if kind in ERROR_KINDS else len(ERROR_KINDS)
+        return progress_line(facts_of(self.stats))
 
 
 def format_duration(seconds: float) -> str:
