@@ -142,6 +142,18 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     cmd.set_defaults(handler=_import_config)
 
+    text = "follow a run going in another terminal: the same view, from its output folder"
+    cmd = sub.add_parser("watch", parents=[common], help=text, description=text)
+    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
+    cmd.set_defaults(handler=_watch)
+
+    text = "steer a running run: pause, resume, rate R (requests/s, 0 = no limit), stop"
+    cmd = sub.add_parser("control", parents=[common], help=text, description=text)
+    cmd.add_argument("action", choices=("pause", "resume", "rate", "stop"))
+    cmd.add_argument("value", nargs="?", help="for rate: requests per second, all processes")
+    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
+    cmd.set_defaults(handler=_control)
+
     cmd = sub.add_parser(
         "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
     )
@@ -258,6 +270,32 @@ def _import_config(args: argparse.Namespace) -> int:
 
     converted = import_config(args.old, args.output)
     print(report(converted, args.old, args.output))
+    return EXIT_OK
+
+
+def _run_folder(args: argparse.Namespace) -> Any:
+    """The run folder named by --out, else by the config (which is then needed)."""
+    from pipeline.state.store import RunLayout
+
+    return RunLayout(args.out if args.out is not None else _config(args).output.dir)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipeline.view.watch import watch
+
+    try:
+        return watch(_run_folder(args), Console(), live=sys.stdout.isatty())
+    except KeyboardInterrupt:  # leaving the view stops nothing
+        return EXIT_OK
+
+
+def _control(args: argparse.Namespace) -> int:
+    from pipeline.ops import control
+
+    order = control.command(args.action, args.value)
+    print(control.send(_run_folder(args), order))
     return EXIT_OK
 
 

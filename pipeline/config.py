@@ -106,6 +106,23 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    webhook_env: str = ""
+    """Environment variable holding the webhook URL (Slack-compatible); "" = no messages."""
+    every_percent: float = 25.0
+    """A progress message each time this share of the rows is done; 0 = none."""
+    stall_after: float = 30.0
+    """Minutes without a finished row (while not paused) before a `stalled` message; 0 = never."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0
+    """Serve Prometheus metrics at http://host:port/metrics during a run; 0 = off."""
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     request: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -115,6 +132,8 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     mock: MockConfig = field(default_factory=MockConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None
     """The file this config came from; None for defaults."""
 
@@ -138,6 +157,8 @@ _TABLES: dict[str, type] = {
     "retry": RetryConfig,
     "mock": MockConfig,
     "output": OutputConfig,
+    "notify": NotifyConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -293,6 +314,7 @@ _NOT_NEGATIVE = (
     "mock.latency_ms",
     "mock.jitter_ms",
     "mock.rate_limit",
+    "notify.stall_after",
 )
 
 
@@ -342,6 +364,12 @@ def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
         )
     derived = derived_fields(list(c.request), c.output.top_n)
     _check_names(where, c, {name for name, _ in derived})
+    if not 0.0 <= c.notify.every_percent <= 100.0:
+        fail("notify.every_percent", "must be between 0 and 100")
+    if not 0 <= c.metrics.port <= 65535:
+        fail("metrics.port", "must be between 0 (off) and 65535")
+    if not c.metrics.host.strip():
+        fail("metrics.host", "must name an address, e.g. 127.0.0.1")
     if not c.output.excel.lower().endswith(".xlsx") or "/" in c.output.excel:
         fail("output.excel", "must be a file name ending in .xlsx")
 

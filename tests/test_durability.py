@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
@@ -21,7 +20,9 @@ from support import (
     check_against_model,
     make_users,
     results,
+    start_run,
     unique_bodies,
+    wait_for,
     write_config,
     write_csv,
 )
@@ -45,26 +46,9 @@ def server() -> Iterator[MockServer]:
         yield srv
 
 
-def start(config: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--no-progress", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def kill_9(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)  # reaps it and closes the pipes
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
 
 
 def setup_run(tmp_path: Path, server: MockServer) -> tuple[Path, list[dict[str, object]]]:
@@ -99,7 +83,7 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
     tmp_path: Path, server: MockServer, kill_after: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, users = setup_run(tmp_path, server)
-    proc = start(config)
+    proc = start_run(config)
     if kill_after == 0:  # before any request: during start-up or sharding
         wait_for(lambda: (tmp_path / "out" / "run.json").exists())
     else:
@@ -117,7 +101,7 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
     if facts.get("shards", {}).get("pending"):
         assert facts["next"].startswith("pipeline run resumes")
 
-    rerun = start(config)
+    rerun = start_run(config)
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     total = server.stats()["calculate"]
@@ -132,7 +116,7 @@ def test_interrupt_exits_130_and_resume_completes(
     tmp_path: Path, server: MockServer, signum: signal.Signals
 ) -> None:
     config, users = setup_run(tmp_path, server)
-    proc = start(config)
+    proc = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 150)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
@@ -143,7 +127,7 @@ def test_interrupt_exits_130_and_resume_completes(
     partial = list((tmp_path / "out" / "shards" / "partial").glob("*.jsonl"))
     assert partial or len(list((tmp_path / "out" / "shards" / "results").glob("*"))) > 0
 
-    rerun = start(config)
+    rerun = start_run(config)
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     # An orderly stop lets in-flight requests finish and saves them: nothing is asked twice.
@@ -154,9 +138,9 @@ def test_interrupt_exits_130_and_resume_completes(
 
 def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, server: MockServer) -> None:
     config, _ = setup_run(tmp_path, server)
-    first = start(config)
+    first = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 20)
-    second = start(config)
+    second = start_run(config)
     _, err = second.communicate(timeout=60)
     assert second.returncode == 2
     assert "is in use by a run that is still going" in err
@@ -167,10 +151,10 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, server: MockSe
 
 def test_lock_of_a_killed_run_does_not_hold(tmp_path: Path, server: MockServer) -> None:
     config, users = setup_run(tmp_path, server)
-    proc = start(config)
+    proc = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 20)
     kill_9(proc)
-    rerun = start(config)
+    rerun = start_run(config)
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     check_workbook(tmp_path / "out", users)

@@ -36,6 +36,8 @@ from pipeline.errors import (
 )
 from pipeline.merge import read_outcome_counts
 from pipeline.merge.run import merge_run
+from pipeline.ops.notify import webhook_url
+from pipeline.ops.session import Operations, metrics_server
 from pipeline.run.pool import PoolResult, ShardPool
 from pipeline.run.tasks import ShardTask
 from pipeline.state import runinfo
@@ -75,9 +77,19 @@ class RunOptions:
 
 
 def run(config: Config, options: RunOptions) -> int:
-    """`pipeline run` and `pipeline rerun-failed`; returns the exit code."""
+    """`pipeline run` and `pipeline rerun-failed`; returns the exit code.
+
+    The operating side (status file, `pipeline control`, notifications, metrics) wraps the
+    run; the webhook and the metrics port are checked before the folder is touched."""
     layout = RunLayout(config.output.dir)
-    with run_lock(layout), runinfo.file_log(layout):
+    webhook = webhook_url(config.notify)
+    with metrics_server(config.metrics) as metrics, run_lock(layout), runinfo.file_log(layout):
+        ops = Operations(config, layout, webhook, metrics)
+        return ops.ended(_run(config, options, layout, ops))
+
+
+def _run(config: Config, options: RunOptions, layout: RunLayout, ops: Operations) -> int:
+    with ops.watching():
         # The workers start first: they import their modules while this process shards.
         with ShardPool(config, layout) as pool:
             info = _prepare(config, options, layout)
@@ -89,7 +101,7 @@ def run(config: Config, options: RunOptions) -> int:
                 if options.merge:
                     _preload_merge()
                 with open_endpoint(config) as endpoint:
-                    result = _execute(pool, endpoint, tasks, info, options.progress)
+                    result = _execute(pool, endpoint, tasks, info, options.progress, ops)
                 interrupted = result.interrupted or not all(r.finished for r in result.reports)
                 outage = result.outage
                 if options.retry_failed:
@@ -251,16 +263,18 @@ def _execute(
     tasks: list[ShardTask],
     info: dict[str, Any],
     progress_mode: str,
+    ops: Operations,
 ) -> PoolResult:
     """Run the tasks with the chosen progress view; record the session's summary."""
     total, layout = int(info["input"]["rows"]), pool.layout
-    with _progress(progress_mode) as (progress, console):
+    with _progress(progress_mode) as (view, console):
+        progress = ops.observe(view, int(info["input"]["shards"]), len(tasks))
         progress.start(total, total - _rows_to_do(layout, tasks, info))
         try:
-            result = pool.run(endpoint, tasks, progress)
+            result = pool.run(endpoint, tasks, progress, ops.control)
         finally:
             progress.finish()
-    stats = getattr(progress, "stats", None)
+    stats = getattr(view, "stats", None)
     if stats is not None:
         console.print(summary_table(stats))
         runinfo.record_summary(layout, summary_facts(stats))

@@ -3,9 +3,9 @@
 `ShardPool(config, layout)` starts `processes` worker processes (or, for `processes = 1`, runs
 the shards in this process on one background thread: the same interface, and the way to
 debug). `run(endpoint, tasks, progress)` runs the shards on them, feeds worker events to the
-progress view, gives the view a `RunSnapshot` of the shared limits a few times a second, and
-turns the first Ctrl+C or SIGTERM into an orderly stop (in-flight requests end, checkpoints
-are flushed).
+progress view, gives the view a `RunSnapshot` of the shared limits a few times a second, lets
+the operator's `control` pull the coordinator's levers on each tick, and turns the first Ctrl+C
+or SIGTERM into an orderly stop (in-flight requests end, checkpoints are flushed).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
@@ -38,6 +38,8 @@ from pipeline.view.progress import Progress, WorkerEvent
 
 log = logging.getLogger("pipeline")
 TICK_SECONDS = 0.2
+Control = Callable[[TrafficWatch], None]
+"""Called on every tick with the coordinator's levers (ops/control.py)."""
 
 
 @dataclass
@@ -120,7 +122,15 @@ class ShardPool:
             dedupe=c.processing.dedupe_requests,
         )
 
-    def run(self, endpoint: Endpoint, tasks: list[ShardTask], progress: Progress) -> PoolResult:
+    def run(
+        self,
+        endpoint: Endpoint,
+        tasks: list[ShardTask],
+        progress: Progress,
+        control: Control | None = None,
+    ) -> PoolResult:
+        """Run the tasks; `control`, when given, is called on every tick with the levers
+        (`pipeline control`: pause, resume, rate, stop)."""
         if self.config.processing.dedupe_requests:
             AnswerCache.create(self.layout.answers_file)
         settings = self.settings(endpoint)
@@ -130,7 +140,7 @@ class ShardPool:
             for future in futures:  # wake the collector when a shard ends, not at its next tick
                 future.add_done_callback(lambda _: self.events.put(None))
             try:
-                reports = self._collect(futures, self.events, progress, watch)
+                reports = self._collect(futures, self.events, progress, watch, control)
             except BaseException:
                 self.stop.set()
                 raise
@@ -142,6 +152,7 @@ class ShardPool:
         events: Any,
         progress: Progress,
         watch: TrafficWatch,
+        control: Control | None,
     ) -> list[ShardReport]:
         """Feed events to the progress view and the watch until every shard is done."""
         while not all(f.done() for f in futures):
@@ -149,6 +160,8 @@ class ShardPool:
                 if event is not None:
                     progress.event(event)
                     watch.event(event)
+            if control is not None:
+                control(watch)
             watch.tick()
             progress.tick(watch.snapshot())
         for event in _drain(events, timeout=0.0):

@@ -9,6 +9,8 @@ work on any run folder, even one whose run was killed:
     out/answers.sqlite                answers by request body (never pay twice)
     out/shards/partial/shard-NNNNN.jsonl    finished rows of a shard still running (checkpoint)
     out/shards/results/shard-NNNNN.parquet  outcomes; exists only for a finished shard
+    out/status.json                   the running run's figures, for `pipeline watch`
+    out/control/                      commands for the running run (`pipeline control`)
 
 Files that matter are written to a temporary name in the same folder, flushed to disk, then
 moved over the target with `os.replace`: a kill at any moment leaves the old file or the new
@@ -37,10 +39,12 @@ SHARD_PREFIX = "shard-"
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_file(path: Path, mode: str = "wb", *, durable: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success fsync it and move it over `path`.
 
-    On an exception the temporary file is removed and `path` is left as it was.
+    On an exception the temporary file is removed and `path` is left as it was. `durable =
+    False` skips the fsyncs, for a file rewritten every second whose loss in a power cut does
+    not matter (the rename still makes every reader see a whole file).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,12 +54,14 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -101,8 +107,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    with atomic_file(path, "w") as handle:
+def write_json_atomic(path: Path, data: object, *, durable: bool = True) -> None:
+    with atomic_file(path, "w", durable=durable) as handle:
         json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False)
         handle.write("\n")
 
@@ -163,6 +169,16 @@ class RunLayout:
     @property
     def lock_file(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def status_file(self) -> Path:
+        """The running run's figures, rewritten about once a second (`pipeline watch`)."""
+        return self.root / "status.json"
+
+    @property
+    def control_dir(self) -> Path:
+        """Commands for the running run, one file each (`pipeline control`)."""
+        return self.root / "control"
 
     def checkpoint(self, name: str) -> Path:
         """The checkpoint of an unfinished shard: its finished rows so far."""

@@ -1,0 +1,1 @@
+"""Operating a long run: control from other terminals, notifications, metrics, status file."""
