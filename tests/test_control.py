@@ -170,7 +170,9 @@ def test_watch_follows_a_run_to_its_end(
     assert "is not running: it finished with exit code 0" in out[-1]
 
 
-def test_a_command_left_by_a_dead_run_is_not_applied_to_the_next(tmp_path: Path) -> None:
+def test_a_command_left_by_a_dead_run_is_not_applied_and_exit_2_leaves_the_status(
+    tmp_path: Path,
+) -> None:
     layout = RunLayout(tmp_path / "out")
     from pipeline.state.channel import post_command
 
@@ -179,3 +181,8 @@ def test_a_command_left_by_a_dead_run_is_not_applied_to_the_next(tmp_path: Path)
     config = write_config(tmp_path, write_csv(tmp_path / "users.csv", users))
     assert main(["run", "--config", str(config), "--no-progress", "--no-merge"]) == 0
     assert not list(layout.control_dir.glob("*.json"))
+    status = layout.status_file.read_bytes()
+    assert json.loads(status)["state"] == "finished"
+    write_csv(tmp_path / "users.csv", make_users(21))  # another input: refused, exit 2
+    assert main(["run", "--config", str(config), "--no-progress"]) == 2
+    assert layout.status_file.read_bytes() == status  # as the last run left it

@@ -73,12 +73,12 @@ class Operations:
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
-        """The run's time in its folder: begins with a `starting` status (commands left for
-        an earlier run are dropped); a run that raises ends here with its exit code."""
+        """The run's time in its folder (commands left for an earlier run are dropped first);
+        a run that raises ends here with its exit code. Until its requests begin the status
+        file is left as the last run left it: `watch` tells a starting run by its pid."""
         left = discard_commands(self.layout)
         if left:
             log.info("Control: %d command(s) left for an earlier run discarded.", left)
-        self._write_status(force=True)
         try:
             yield
         except BaseException as exc:
@@ -100,7 +100,7 @@ class Operations:
         )
         self.outage = alerts.OutageEdge()
         self._tell(messages.started(self._where(), stats.total, stats.done, self.config))
-        self._write_status(force=True)
+        self._write_status()
 
     def event(self, event: WorkerEvent) -> None:
         if event.state == "done":
@@ -133,8 +133,10 @@ class Operations:
     def ended(self, code: int, error: BaseException | None = None) -> int:
         """The run is over with `code`: last status, the last message. Returns `code`."""
         reason = messages.reason(code, error, stopped_by_control=self.control.stopped)
+        begun = self.state != STARTING
         self.state = FINISHED if code < EXIT_USAGE else STOPPED
-        self._write_status(force=True, code=code, reason=reason)
+        if begun or code != EXIT_USAGE:  # an exit 2 leaves the folder as it found it
+            self._write_status(code=code, reason=reason)
         if code < EXIT_USAGE:
             self._tell(messages.finished(self._where(), code, self.facts, self.config, self.layout))
         else:
@@ -154,7 +156,7 @@ class Operations:
     def _where(self) -> dict[str, Any]:
         return {"folder": str(self.layout.root.resolve()), "host": socket.gethostname()}
 
-    def _write_status(self, force: bool = False, code: int | None = None, reason: str = "") -> None:
+    def _write_status(self, code: int | None = None, reason: str = "") -> None:
         self._last_status = self.clock()
         record: dict[str, Any] = {
             "format": 1,
