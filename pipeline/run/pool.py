@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pipeline.api.client import Endpoint
 from pipeline.config import Config
 from pipeline.errors import EXIT_INTERRUPTED, PipelineError
 from pipeline.run import worker
+from pipeline.run.tally import DONE
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
 from pipeline.state.answers import AnswerCache
 from pipeline.state.store import RunLayout
@@ -38,6 +40,7 @@ from pipeline.view.progress import Progress, WorkerEvent
 
 log = logging.getLogger("pipeline")
 TICK_SECONDS = 0.2
+LATE_EVENT_SECONDS = 2.0
 Control = Callable[[TrafficWatch], None]
 """Called on every tick with the coordinator's levers (ops/control.py)."""
 
@@ -155,25 +158,42 @@ class ShardPool:
         control: Control | None,
     ) -> list[ShardReport]:
         """Feed events to the progress view and the watch until every shard is done."""
+        ended: set[str] = set()  # shards whose last event ("done") has been fed
         while not all(f.done() for f in futures):
             for event in _drain(events, timeout=TICK_SECONDS):
                 if event is not None:
                     progress.event(event)
                     watch.event(event)
+                    if event.state == DONE:
+                        ended.add(event.shard)
             if control is not None:
                 control(watch)
             watch.tick()
             progress.tick(watch.snapshot())
-        for event in _drain(events, timeout=0.0):
-            if event is not None:
-                progress.event(event)
         reports = []
         for future in futures:
             try:
                 reports.append(future.result())
             except Exception as exc:
                 raise PipelineError(f"a worker failed: {type(exc).__name__}: {exc}") from exc
+        late = {r.name for r in reports if r.finished} - ended
+        _feed_late_events(events, progress, late)
         return reports
+
+
+def _feed_late_events(events: Any, progress: Progress, waiting: set[str]) -> None:
+    """The events still on their way when the last shard has returned. A shard puts its last
+    event just before it returns, but a process queue's feeder thread may deliver it after the
+    result (seen under load: a summary 12 rows short). Wait for the `done` event of each
+    finished shard not seen yet, for at most LATE_EVENT_SECONDS; it is normally there."""
+    deadline = time.monotonic() + LATE_EVENT_SECONDS
+    while True:
+        for event in _drain(events, timeout=0.05 if waiting else 0.0):
+            if event is not None:
+                progress.event(event)
+                waiting.discard(event.shard if event.state == DONE else "")
+        if not waiting or time.monotonic() > deadline:
+            return
 
 
 def _drain(events: Any, timeout: float) -> list[WorkerEvent | None]:
