@@ -1,4 +1,5 @@
-"""The only module that speaks HTTP: one CardGenius call, auth, and what the answer means.
+"""The only module that speaks HTTP: one CardGenius call, auth, and what the answer means;
+and posting a notification to a webhook (`post_json`).
 
 `CardGeniusClient.call(body)` sends one request on the calling thread's `requests.Session` and
 returns the decoded list of cards, or raises `TransientError` / `PermanentError` (pipeline.errors)
@@ -261,3 +262,30 @@ def new_session(endpoint: Endpoint) -> requests.Session:
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.verify = verify
     return session
+
+
+# --- webhooks (ops/notify.py's thread): the same HTTP stack, so the same proxies and CAs
+
+
+class WebhookError(Exception):
+    """A webhook did not take a message; the text says why, never the URL (a webhook URL is
+    a secret: whoever has it can post to the channel)."""
+
+
+def webhook_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def post_json(session: requests.Session, url: str, body: dict[str, Any], timeout: float) -> None:
+    """POST `body` as JSON; raise `WebhookError` unless the answer is a 2xx."""
+    try:
+        answer = session.post(url, json=body, timeout=timeout)
+    except requests.Timeout:
+        raise WebhookError(f"no answer within {timeout:g} s") from None
+    except requests.RequestException as exc:
+        raise WebhookError(f"cannot reach the webhook ({type(exc).__name__})") from None
+    answer.close()
+    if not 200 <= answer.status_code < 300:
+        raise WebhookError(f"the webhook answered HTTP {answer.status_code}")
