@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 import subprocess
@@ -16,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
+from rich.console import Console
 
 from pipeline import schema
 from pipeline.api.cardgenius import derived_fields
+from pipeline.errors import RunStateError
 from pipeline.merge import write_workbook
 from pipeline.merge.insights import (
     SAVINGS_EDGES,
@@ -28,6 +31,8 @@ from pipeline.merge.insights import (
     compute_insights,
     top_cards,
 )
+from pipeline.run.coordinator import _print_top_cards
+from pipeline.state.store import RunLayout
 
 ID = "user_id"
 VALUES = ("amazon", "flipkart", "hotels", "lounge")
@@ -229,3 +234,20 @@ def test_libreoffice_opens_the_workbook_without_errors(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Error" not in done.stdout + done.stderr
     assert (tmp_path / "out.pdf").stat().st_size > 10_000
+
+
+def test_an_unreadable_shard_is_a_run_state_error_and_not_a_crash_at_the_end_of_a_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = RunLayout(tmp_path / "out")
+    layout.results_dir.mkdir(parents=True)
+    make_shards(layout.results_dir, [20])
+    layout.result_shard("shard-00001.parquet").write_bytes(b"PAR1 not parquet")
+    paths = [layout.result_shard(n) for n in layout.result_shards()]
+    with pytest.raises(RunStateError, match="cannot read the result shards"):
+        top_cards(paths, 5)
+    with pytest.raises(RunStateError, match="cannot read the result shards"):
+        compute_insights(paths, REQUEST)
+    console = Console(file=io.StringIO())
+    _print_top_cards(console, layout)  # the run goes on to its merge, which names the shard
+    assert "Best cards not listed: cannot read the result shards" in caplog.text

@@ -28,6 +28,7 @@ import polars as pl
 
 from pipeline import schema
 from pipeline.api.cardgenius import ANNUAL_FIELDS
+from pipeline.errors import RunStateError
 
 TOP_CARDS = 15
 OTHER_CARDS = "every other card"
@@ -74,7 +75,10 @@ def band_labels(edges: Sequence[int]) -> list[str]:
 def compute_insights(shard_paths: Sequence[Path], request: Mapping[str, Sequence[str]]) -> Insights:
     """The Insights of these result shards; `request` is the run's API field -> input columns
     mapping (what "total monthly spend" adds up)."""
-    groups = _aggregate(shard_paths, request)
+    try:
+        groups = _aggregate(shard_paths, request)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _unreadable(exc) from exc
     with_card = groups.filter(pl.col("card").is_not_null())
     users = int(groups["users"].sum())
     card_users = int(with_card["users"].sum())
@@ -93,22 +97,33 @@ def compute_insights(shard_paths: Sequence[Path], request: Mapping[str, Sequence
 
 def top_cards(shard_paths: Sequence[Path], count: int) -> list[tuple[str, int]]:
     """The `count` cards that are the best card of most users, with their users, most first
-    (ties by name)."""
+    (ties by name). A shard that cannot be read is a RunStateError."""
     if not shard_paths:
         return []
-    frame = pl.scan_parquet(list(shard_paths))
-    if BEST_NAME not in frame.collect_schema().names():
-        return []
-    best = (pl.col(schema.STATUS) == schema.OK) & pl.col(BEST_NAME).is_not_null()
-    ranked = (
-        frame.filter(best)
-        .group_by(BEST_NAME)
-        .len("users")
-        .sort(["users", BEST_NAME], descending=[True, False])
-        .head(count)
-        .collect(engine="streaming")
-    )
+    try:
+        frame = pl.scan_parquet(list(shard_paths))
+        if BEST_NAME not in frame.collect_schema().names():
+            return []
+        best = (pl.col(schema.STATUS) == schema.OK) & pl.col(BEST_NAME).is_not_null()
+        ranked = (
+            frame.filter(best)
+            .group_by(BEST_NAME)
+            .len("users")
+            .sort(["users", BEST_NAME], descending=[True, False])
+            .head(count)
+            .collect(engine="streaming")
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _unreadable(exc) from exc
     return [(str(name), int(n)) for name, n in ranked.iter_rows()]
+
+
+def _unreadable(exc: Exception) -> RunStateError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RunStateError(
+        f"cannot read the result shards ({first}); `pipeline status` lists them, `pipeline "
+        "merge` names the one to delete before `pipeline run` redoes it"
+    )
 
 
 def _aggregate(shard_paths: Sequence[Path], request: Mapping[str, Sequence[str]]) -> pl.DataFrame:

@@ -287,7 +287,11 @@ def _print_top_cards(console: Console, layout: RunLayout) -> None:
     too), under the session's table."""
     from pipeline.merge.insights import top_cards
 
-    cards = top_cards([layout.result_shard(n) for n in layout.result_shards()], TOP_CARDS_SHOWN)
+    try:
+        cards = top_cards([layout.result_shard(n) for n in layout.result_shards()], TOP_CARDS_SHOWN)
+    except RunStateError as exc:  # a nicety: the merge reports a bad shard where it matters
+        log.warning("Best cards not listed: %s", exc)
+        return
     if cards:
         console.print(top_cards_table(cards))
 
