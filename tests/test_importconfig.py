@@ -117,7 +117,14 @@ def test_imported_config_runs_and_sends_the_mapped_bodies(
     assert table.column("userid").to_pylist() == [u[0] for u in rows]
     assert table.column("top1_card_name").to_pylist() == [f"card for {u[0]}" for u in rows]
     assert mock_server.stats()["by_path"] == {"/cg/api/pro": len(rows)}
-    assert (out / "cards.xlsx").is_file()
+    summary = {
+        line[0]: line[1]
+        for line in openpyxl.load_workbook(out / "cards.xlsx")["Summary"].iter_rows(
+            values_only=True
+        )
+    }
+    assert summary["answers from"] == f"{mock_server.base_url}/cg/api/pro"  # not simulated
+    assert not any(str(label).startswith("Simulated answers") for label in summary)
 
 
 def test_an_existing_file_is_never_overwritten(

@@ -1,9 +1,13 @@
 """The merge: result shards to the workbook (`write_workbook`) or to one Parquet or CSV file.
 
-workbook.py  the workbook's layout: Summary, Results (Results 2, ...), Failures
+workbook.py  the workbook's layout: Summary, Insights, Results (Results 2, ...), Failures
 sheets.py    worksheets as streamed XML: head, rows, tail; splitting past a row limit
 cells.py     how values become cells: types, text-safe strings, Excel's limits
-package.py   the .xlsx zip: openpyxl's parts around our streamed worksheets
+package.py   the .xlsx zip: openpyxl's parts (and its drawn sheets) around our streamed ones
+summary.py   the Summary sheet (facts.py: what it says about the run, from run.json)
+insights.py  the Insights' tables, from the result shards with polars
+charts.py    the Insights sheet: those tables and their native charts
+drawn.py     cells, styles and small tables of the sheets openpyxl draws
 export.py    the Parquet and CSV exports of every row
 shards.py    reading result shards: each output's columns, batches, counts by state
 """
