@@ -267,7 +267,9 @@ def _build_request(where: str, table: Any) -> dict[str, tuple[str, ...]]:
     for api_field, columns in table.items():
         label = f"{where}: [request] {api_field}"
         if api_field not in REQUEST_FIELDS:
-            raise ConfigError(f"{label}: not a CardGenius request field (see cardgenius-api.md)")
+            raise ConfigError(
+                f"{label}: not a CardGenius request field (see docs/cardgenius-api.md)"
+            )
         if isinstance(columns, str):
             columns = [columns]
         if (

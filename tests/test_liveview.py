@@ -213,7 +213,7 @@ def known_stats() -> RunStats:
     )
     clock.now = 125.0
     stats.end()
-    clock.now = 999.0  # the session's clock stopped at end()
+    clock.now = 999.0  # the invocation's clock stopped at end()
     return stats
 
 
@@ -223,7 +223,7 @@ def test_summary_facts_on_known_stats() -> None:
     assert facts["rows no_cards"] == 50
     assert facts["rows invalid"] == 30
     assert facts["rows failed"] == 20
-    assert facts["rows done in earlier sessions"] == 200
+    assert facts["rows done before this resume"] == 200
     assert facts["requests sent"] == 1100
     assert facts["retries"] == 130
     assert facts["deduped"] == 40
@@ -233,7 +233,7 @@ def test_summary_facts_on_known_stats() -> None:
     assert facts["latency p50 (ms)"] == 50.0
     assert facts["latency p95 (ms)"] == 95.0
     assert facts["latency p99 (ms)"] == 99.0
-    assert facts["session duration (s)"] == 125.0
+    assert facts["duration of this invocation (s)"] == 125.0
     assert facts["throughput (users/s)"] == 8.0
     assert facts["requests/s"] == 8.8
 
@@ -242,7 +242,7 @@ def test_summary_table_shows_the_same_figures() -> None:
     out = Console(file=io.StringIO(), width=80, record=True, color_system=None)
     out.print(summary_table(known_stats()))
     text = out.export_text()
-    assert "Run summary (this session)" in text
+    assert "Run summary (this invocation)" in text
     for label, value in (("rows ok", "900"), ("requests sent", "1,100"), ("latency p95", "95")):
         line = next(line for line in text.splitlines() if label in line)
         assert line.rstrip(" │").endswith(value)

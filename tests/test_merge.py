@@ -470,7 +470,7 @@ def test_summary_holds_the_runs_facts_settings_and_sheet_count(tmp_path: Path) -
         "started_at": "2024-05-01T10:00:00+00:00",
         "finished_at": "2024-05-01T10:00:10+00:00",
         "elapsed_seconds": 10.0,
-        "last_session": [["requests sent", 1], ["retries", 0]],
+        "last_invocation": [["requests sent", 1], ["retries", 0]],
     }
     write_json_atomic(layout.run_file, info)
     merge_run(merge_config(tmp_path), layout)

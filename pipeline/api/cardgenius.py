@@ -2,7 +2,7 @@
 
 Pure functions of plain data; no HTTP here (that is `client.py`). A response is untrusted
 input: anything unusable raises `BadBody`, which the client turns into a retryable error.
-See ../shared/spec/cardgenius-api.md for the protocol.
+The protocol as the pipeline uses it is described in docs/cardgenius-api.md.
 """
 
 from __future__ import annotations

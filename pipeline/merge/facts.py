@@ -13,14 +13,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RunFacts:
     """What the Summary says about the run besides its rows (merge/run.py reads it from the
-    run folder). None: not known, not said. `run`, `session`, `settings`: (label, value)."""
+    run folder). None: not known, not said. `run`, `last_invocation`, `settings`: (label,
+    value) lines."""
 
     started: str | None = None
     finished: str | None = None  # None: the run has not finished
-    duration_seconds: float | None = None  # every session of the run together
+    duration_seconds: float | None = None  # every invocation of the run together
     rate: float | None = None  # users per second over the run
     simulated: bool | None = None  # the embedded mock API answered
     endpoint: str | None = None  # the API's URL, when not simulated
     run: Sequence[tuple[str, object]] = ()
-    session: Sequence[tuple[str, object]] = ()
+    last_invocation: Sequence[tuple[str, object]] = ()
     settings: Sequence[tuple[str, object]] = ()

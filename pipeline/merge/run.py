@@ -63,7 +63,7 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
 
 def run_facts(info: dict[str, Any], rows: int | None) -> RunFacts:
     """What the Summary says about the run, from run.json: timing, where the answers came
-    from, what defines the results, the last session's figures (requests, retries, latency,
+    from, what defines the results, the last invocation's figures (requests, retries, latency,
     ...) and the settings used."""
     elapsed = float(info.get("elapsed_seconds", 0.0))
     fp = info.get("fingerprint", {})
@@ -90,6 +90,6 @@ def run_facts(info: dict[str, Any], rows: int | None) -> RunFacts:
         simulated=bool(endpoint.get("mock")) if endpoint else None,
         endpoint=endpoint.get("url"),
         run=run,
-        session=[(str(label), value) for label, value in info.get("last_session", [])],
+        last_invocation=[(str(label), value) for label, value in info.get("last_invocation", ())],
         settings=settings,
     )

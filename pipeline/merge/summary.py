@@ -5,7 +5,7 @@ without scrolling sideways; longer text wraps inside B-D. From the top:
 
 1. the headline: whether the run is finished and clean, whether the answers were simulated by
    the embedded mock API, the users and their outcomes with shares, the duration and rate;
-2. the key tables: the best cards (the Insights' top 5) and the last session's figures;
+2. the key tables: the best cards (the Insights' top 5) and the last invocation's figures;
 3. the run's details (input, request mapping, endpoint, ...) and the workbook's own;
 4. the settings used.
 """
@@ -65,7 +65,7 @@ def draw_summary(ws: Worksheet, facts: RunFacts, found: Found) -> None:
     if found.insights is not None and found.insights.best_cards.rows:
         row = _best_cards(ws, row + 1, found.insights, changes)
     sections = (
-        ("Last session", facts.session),
+        ("Last invocation", facts.last_invocation),
         ("Run", [*facts.run, ("Results sheets", found.results_sheets)]),
         ("Workbook", _workbook_lines(changes)),
         ("Settings used", facts.settings),

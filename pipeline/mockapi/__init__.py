@@ -1,7 +1,7 @@
 """The embedded simulated CardGenius API: a deterministic, local stand-in for the live service.
 
 This package owns the mock, from catalogue to socket. It serves exactly the protocol of
-`cardgenius-api.md` (direct endpoints, partner token gateway, error bodies) and adds two
+`docs/cardgenius-api.md` (direct endpoints, partner token gateway, error bodies) and adds two
 control routes, `GET /_mock/stats` and `POST /_mock/reset`, so a benchmark can read the counts
 of a mock running in another process.
 

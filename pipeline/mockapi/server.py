@@ -1,6 +1,6 @@
 """`MockServer`: the simulated API's routes and answers, served from a background thread.
 
-It serves exactly the protocol of `cardgenius-api.md` (direct endpoints, partner token
+It serves exactly the protocol of `docs/cardgenius-api.md` (direct endpoints, partner token
 gateway, error bodies) plus the control routes `GET /_mock/stats` and `POST /_mock/reset`.
 `_calculate` fixes the order in which faults and checks apply to a calculate request.
 """

@@ -34,7 +34,7 @@ from pipeline.schema import INVALID
 log = logging.getLogger("pipeline")
 
 ASSUMED_REQUEST_BYTES = 600.0
-"""A body with every field (cardgenius-api.md), which also covers the headers of a smaller one."""
+"""A body with every field (docs/cardgenius-api.md); it also covers a smaller one's headers."""
 ASSUMED_RESPONSE_BYTES = 35_000.0
 """Uncompressed answer for 15 cards, as the mock sends it."""
 ASSUMED_RESPONSE_WIRE_BYTES = 5_000.0

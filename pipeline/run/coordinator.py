@@ -110,8 +110,8 @@ def _run(config: Config, options: RunOptions, layout: RunLayout, ops: Operations
                     log.info("Retried %d row(s); %d recovered.", retried, recovered)
             else:
                 log.info("Nothing to request: every shard of %s is finished.", layout.root)
-            pool.close()  # the workers exit while the session is recorded and merged
-            runinfo.record_session(layout, time.monotonic() - started, finished=not interrupted)
+            pool.close()  # the workers exit while the invocation is recorded and merged
+            runinfo.record_invocation(layout, time.monotonic() - started, finished=not interrupted)
             if outage:
                 log.error(
                     "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
@@ -265,7 +265,7 @@ def _execute(
     progress_mode: str,
     ops: Operations,
 ) -> PoolResult:
-    """Run the tasks with the chosen progress view; record the session's summary."""
+    """Run the tasks with the chosen progress view; record this invocation's summary."""
     total, layout = int(info["input"]["rows"]), pool.layout
     with _progress(progress_mode) as (view, console):
         progress = ops.observe(view, int(info["input"]["shards"]), len(tasks))

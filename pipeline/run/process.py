@@ -23,7 +23,7 @@ from pipeline.traffic.limiter import Limiter
 
 
 class WorkerProcess:
-    """One process's threads, sessions and token; the same for every shard it runs."""
+    """One process's threads, a `requests.Session` each, and its token; the same for every shard."""
 
     def __init__(self, settings: WorkerSettings, limiter: Limiter, events: Any, stop: Any):
         from concurrent.futures import ThreadPoolExecutor

@@ -108,8 +108,8 @@ def settings_of(config: Config) -> dict[str, Any]:
     }
 
 
-def record_session(layout: RunLayout, seconds: float, *, finished: bool) -> dict[str, Any]:
-    """Add one session's time to run.json, and the finish time when every shard is done."""
+def record_invocation(layout: RunLayout, seconds: float, *, finished: bool) -> dict[str, Any]:
+    """Add one invocation's time to run.json, and the finish time when every shard is done."""
     info = read_run(layout) or {}
     info["elapsed_seconds"] = round(float(info.get("elapsed_seconds", 0.0)) + seconds, 3)
     if finished and len(layout.result_shards()) == len(layout.input_shards()):
@@ -119,9 +119,9 @@ def record_session(layout: RunLayout, seconds: float, *, finished: bool) -> dict
 
 
 def record_summary(layout: RunLayout, facts: list[tuple[str, object]]) -> None:
-    """Keep the last session's figures (requests, retries, latency, ...) for the workbook."""
+    """Keep the last invocation's figures (requests, retries, latency, ...) for the workbook."""
     info = read_run(layout) or {}
-    info["last_session"] = [[label, value] for label, value in facts]
+    info["last_invocation"] = [[label, value] for label, value in facts]
     write_json_atomic(layout.run_file, info)
 
 

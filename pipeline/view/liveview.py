@@ -3,7 +3,7 @@
 Owns what a person sees on a terminal while a run goes: `LiveProgress` implements the
 `progress.Progress` interface over a `rich.live.Live` that only the coordinator drives (the
 workers send events; nothing here runs in a worker). `summary_table` and `summary_facts` give
-the session's figures at the end, for the screen and for the workbook's Summary sheet;
+this invocation's figures at the end, for the screen and for the workbook's Summary sheet;
 `top_cards_table` the run's best cards under them.
 
 Cheap by construction: the Live does not auto-refresh; `tick()` redraws at most
@@ -217,10 +217,10 @@ def _latency_line(f: Facts) -> str:
 
 
 def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
-    """The session's figures as (label, value) pairs: ints, floats (rounded), text or None.
+    """This invocation's figures as (label, value) pairs: ints, floats (rounded), text or None.
 
-    Rows by state are this session's; `rows done in earlier sessions` were finished before
-    it started (a resumed run). Latencies are in ms over every answer of the session (the
+    Rows by state are this invocation's; `rows done before this resume` were finished before
+    it started (a resumed run). Latencies are in ms over every answer of this invocation (the
     percentiles to within 0.05%, see `LatencyHistogram`); None when there were none.
     """
     s = stats
@@ -230,7 +230,7 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
         (f"rows {state}", s.counts[state]) for state in schema.STATES
     ]
     facts += [
-        ("rows done in earlier sessions", s.done_before),
+        ("rows done before this resume", s.done_before),
         ("requests sent", s.requests),
         ("retries", s.retries),
         ("deduped", s.deduped),
@@ -240,7 +240,7 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
         ("latency p50 (ms)", _round(h.percentile(0.5), 1)),
         ("latency p95 (ms)", _round(h.percentile(0.95), 1)),
         ("latency p99 (ms)", _round(h.percentile(0.99), 1)),
-        ("session duration (s)", round(elapsed, 1)),
+        ("duration of this invocation (s)", round(elapsed, 1)),
         ("throughput (users/s)", round(s.average_rate(), 2)),
         ("requests/s", round(s.requests / elapsed, 2) if elapsed > 0 else 0.0),
     ]
@@ -249,11 +249,11 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
 
 def summary_table(stats: RunStats) -> Table:
     """`summary_facts` as a two-column table for the screen."""
-    table = Table(title="Run summary (this session)", show_header=False, title_justify="left")
+    table = Table(title="Run summary (this invocation)", show_header=False, title_justify="left")
     table.add_column("figure", style="bold", overflow="fold")
     table.add_column("value", justify="right", overflow="fold")
     for label, value in summary_facts(stats):
-        if label == "session duration (s)" and isinstance(value, float):
+        if label == "duration of this invocation (s)" and isinstance(value, float):
             table.add_row(label, format_duration(value))
         else:
             table.add_row(label, _cell(value))

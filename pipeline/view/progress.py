@@ -11,7 +11,7 @@ pause). `RunStats` adds it all up; the renderers read it:
 - `liveview.LiveProgress`: the live `rich` view, same interface.
 
 Memory stays bounded however many rows a run has: rates come from short windows of samples,
-the recent latencies are a fixed-size deque, and the session's latency percentiles come from
+the recent latencies are a fixed-size deque, and this invocation's latency percentiles come from
 a `LatencyHistogram` of log-spaced buckets.
 
 Time comes in through the constructor (`clock`), so tests drive it without sleeping.
@@ -80,7 +80,7 @@ class RunSnapshot:
 
 class Progress(Protocol):
     def start(self, total: int, done: int) -> None:
-        """`total` rows in the run, `done` of them finished before this session."""
+        """`total` rows in the run, `done` of them finished before this invocation."""
 
     def event(self, event: WorkerEvent) -> None: ...
 
@@ -118,10 +118,10 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
 
 
 class LatencyHistogram:
-    """Every latency of a session in log-spaced buckets: bounded memory, percentiles to ±0.05%.
+    """Every latency of an invocation in log-spaced buckets: bounded memory, percentiles to ±0.05%.
 
     Bucket `i` holds [STEP**i, STEP**(i+1)) ms and the sum of its values; a percentile
-    reports the mean of its bucket, so equal latencies come back exactly. A session of any
+    reports the mean of its bucket, so equal latencies come back exactly. An invocation of any
     length fills at most a few thousand buckets. Mean, min and max are exact.
     """
 
@@ -164,7 +164,7 @@ class LatencyHistogram:
 
 
 class RunStats:
-    """Running totals of a session, from worker events and the coordinator's snapshots."""
+    """Running totals of one invocation, from worker events and the coordinator's snapshots."""
 
     RECENT_LATENCIES = 2000
     """How many of the latest latencies the live percentiles are computed over."""
@@ -182,7 +182,7 @@ class RunStats:
         self.latencies: deque[float] = deque(maxlen=self.RECENT_LATENCIES)
         """The most recent latencies, ms."""
         self.latency = LatencyHistogram()
-        """Every latency of the session."""
+        """Every latency of this invocation."""
         self.workers: dict[int, WorkerEvent] = {}
         """The latest event of each worker process."""
         self.users = RateWindow()
@@ -202,18 +202,18 @@ class RunStats:
         self.request_rate.add(self.started, 0)
 
     def end(self) -> None:
-        """Stop the session's clock: `elapsed` and the averages stay as they are now."""
+        """Stop this invocation's clock: `elapsed` and the averages stay as they are now."""
         if self.ended is None:
             self.sample()
             self.ended = self.clock()
 
     @property
     def done(self) -> int:
-        return self.done_before + self.session_done
+        return self.done_before + self.invocation_done
 
     @property
-    def session_done(self) -> int:
-        """Rows that reached a final state in this session."""
+    def invocation_done(self) -> int:
+        """Rows that reached a final state in this invocation."""
         return sum(self.counts.values())
 
     @property
@@ -245,9 +245,9 @@ class RunStats:
         return remaining / rate if rate > 0 and remaining > 0 else None
 
     def average_rate(self) -> float:
-        """Users/s over the whole session; 0 before any time has passed."""
+        """Users/s over the whole invocation; 0 before any time has passed."""
         elapsed = self.elapsed
-        return self.session_done / elapsed if elapsed > 0 else 0.0
+        return self.invocation_done / elapsed if elapsed > 0 else 0.0
 
     def recent_percentiles(
         self, quantiles: Sequence[float] = (0.5, 0.95, 0.99)

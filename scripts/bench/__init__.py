@@ -4,7 +4,8 @@
 - `server`: the benchmark's mock API and what it saw (arrivals, statuses, its CPU).
 - `data`: input files (cached) and pipeline configs.
 - `bareloop`: the physical ceiling, processes x threads of plain `requests`.
-- `seed`: a re-creation of the seed's design, for comparison only.
+- `threadpool`: the single-process thread-pool script in use today (20 threads, one shared
+  Session), re-created for comparison only.
 - `jobs`: sharding and merge contenders, run in a process of their own.
 - `contenders`: how each contender is started; the sharding and merge scenarios.
 - `compare`: rounds (A B A B ...), medians, ratios and the printed table.

@@ -52,10 +52,10 @@ def bare(
     return Contender(name, command)
 
 
-def seed(name: str, input_path: Path, url: str) -> Contender:
+def threadpool(name: str, input_path: Path, url: str) -> Contender:
     def command(folder: Path) -> list[str]:
         args = ["--url", url, "--input", str(input_path), "--out", str(folder / "out")]
-        return measure.python_cmd("bench.seed", *args)
+        return measure.python_cmd("bench.threadpool", *args)
 
     return Contender(name, command)
 
@@ -73,7 +73,7 @@ def job(name: str, job_name: str, **options: Path | int) -> Contender:
 
 
 def result_statuses(source: Sample | Path) -> Counter[str]:
-    """Rows by status: from a pipeline's result shards, or the seed's closing JSON line."""
+    """Rows by status: a pipeline's result shards, or the thread-pool script's last JSON line."""
     folder = source.folder if isinstance(source, Sample) else source
     shards = sorted((folder / "out" / "shards" / "results").glob("*.parquet"))
     if shards:
@@ -89,13 +89,13 @@ def result_statuses(source: Sample | Path) -> Counter[str]:
 
 
 def shard_rows(scenario: str, path: Path, count: int, rounds: int) -> list[Row]:
-    """Scenario 6 for one file: the pipeline's sharding against the seed's whole-file read."""
+    """Scenario 6 for one file: the pipeline's sharding against a whole-file read with pandas."""
     contenders = [
         job("pipeline shard_input", "shard", input=path),
-        job("seed: pandas reads it whole", "seed-read", input=path),
+        job("thread-pool script: pandas reads it whole", "whole-read", input=path),
     ]
     samples = run_rounds(contenders, rounds, None)
-    rows = summarize(scenario, samples, count, "seed: pandas reads it whole")
+    rows = summarize(scenario, samples, count, "thread-pool script: pandas reads it whole")
     for row in rows:
         row.add_note("users/s = rows/s")
     return rows

@@ -2,7 +2,8 @@
 CPU and peak RSS are its own.
 
     shard   --input F --out DIR       pipeline.shard.shard_input, 1,000-row shards (the default)
-    seed-read --input F               the seed: pandas reads the whole file (polars without pandas)
+    whole-read --input F              the thread-pool script's read: the whole file with pandas
+                                      (polars without pandas)
     results --rows N --out DIR        synthetic result shards (scenario 7's fallback data)
     merge-pipeline | merge-openpyxl | merge-pandas | merge-polars --shards DIR --out F
 
@@ -39,7 +40,7 @@ def shard(args: argparse.Namespace) -> int:
     return report.rows
 
 
-def seed_read(args: argparse.Namespace) -> int:
+def whole_read(args: argparse.Namespace) -> int:
     suffix = args.input.suffix.lower()
     try:
         import pandas as pd
@@ -144,7 +145,7 @@ def merge_polars(args: argparse.Namespace) -> int:
 
 JOBS = {
     "shard": shard,
-    "seed-read": seed_read,
+    "whole-read": whole_read,
     "results": results,
     "merge-pipeline": merge_pipeline,
     "merge-openpyxl": merge_openpyxl,

@@ -1,13 +1,14 @@
-"""The seed's design, re-created for comparison only (never used by the pipeline).
+"""The thread-pool script people run today, re-created for comparison only (never used by
+the pipeline).
 
-What the seed describes: one process; pandas reads the whole input; a
+What it does: one process; pandas reads the whole input; a
 `ThreadPoolExecutor(max_workers=20)` maps one function over the rows; ONE `requests.Session`
 shared by all threads (requests' defaults: a pool of 10 connections, proxies looked up in
 the environment on every call); a log line per call; on any non-200 (or an exception) it
 sleeps `2 ** attempt` seconds and tries again, 4 attempts in all; the top 3 cards by yearly
 savings go into a list of dicts that pandas writes to one Excel sheet at the end.
 
-    python -m bench.seed --url URL --input users.csv --out DIR [--workers 20]
+    python -m bench.threadpool --url URL --input users.csv --out DIR [--workers 20]
 
 Without pandas it falls back to polars to read and openpyxl to write, and says so on stderr.
 Prints one JSON line: {"ok": n, "failed": n, "reader": "pandas" | "polars"}.
@@ -29,7 +30,7 @@ import requests
 from bench.data import ID_COLUMN, MAPPING
 
 MAX_ATTEMPTS = 4
-log = logging.getLogger("seed")
+log = logging.getLogger("threadpool")
 
 
 def call_api(session: requests.Session, url: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        filename=args.out / "seed.log",
+        filename=args.out / "threadpool.log",
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
     )
