@@ -1,4 +1,4 @@
-"""ratelimit.py: the shared schedule, driven by a fake clock, and across real processes."""
+"""traffic/limiter.py: the shared schedule, driven by a fake clock, and across real processes."""
 
 from __future__ import annotations
 

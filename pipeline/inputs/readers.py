@@ -1,9 +1,10 @@
 """Read the user's input file (.csv, .parquet, .xlsx) in bounded memory, one batch at a time.
 
 Owns the input readers: `read_batches` yields tables of the wanted columns in input order,
-every value as the file holds it (CSV and xlsx cells as text), for `shard.py` and `plan.py` to
-check; `input_columns` and `count_rows` answer without reading the whole file. Errors about a
-file that cannot be read or lacks a column are one-line InputErrors naming the file.
+every value as the file holds it (CSV and xlsx cells as text), for `shard.py` and
+`plan/figures.py` to check; `input_columns` and `count_rows` answer without reading the whole
+file. Errors about a file that cannot be read or lacks a column are one-line InputErrors naming
+the file.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Check input rows and clean their values, a batch at a time, exactly as a run does.
 
-Owns `RowChecker`, which `shard.py` uses to write input shards and `plan.py` to count them.
+Owns `RowChecker`, which `shard.py` uses to write input shards and `plan/figures.py` to count them.
 A row is `invalid` when its id is empty or repeated, or a value is negative or not a number;
 `_invalid` says why, every reason joined by "; " (id first, then the columns in order). A value
 is cleaned before parsing: a currency sign (₹, Rs, Rs., INR, $; any case) before or after the

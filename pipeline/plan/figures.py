@@ -1,8 +1,8 @@
 """`pipeline plan`: the load a batch will put on the partner's API, worked out before sending.
 
 Owns the planning figures: rows, invalid rows and unique request bodies of the input (streamed,
-never loaded whole) and the arithmetic from those and an optional probe (`planprobe.py`) to
-requests/s, connections, bandwidth, data per day and duration; `planreport.py` turns them into
+never loaded whole) and the arithmetic from those and an optional probe (`probe.py`) to
+requests/s, connections, bandwidth, data per day and duration; `report.py` turns them into
 the report, with a notification text for the partner's DevOps team.
 
 The arithmetic (`sustained_rps`, `burst_rps`, `load_figures`) is pure, on plain numbers.

@@ -1,7 +1,7 @@
 """The text of `pipeline plan`: input, probe, load, and the notification for the partner.
 
 Owns the report and the notification text for the partner's DevOps team, from the figures
-`plan.py` works out. Every figure says where it comes from: "(measured)" by the probe or
+`figures.py` works out. Every figure says where it comes from: "(measured)" by the probe or
 "(assumed)" otherwise.
 """
 

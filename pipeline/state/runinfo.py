@@ -1,4 +1,4 @@
-"""What `run.json` says about a run, the run's log file, and building its workbook.
+"""What `run.json` says about a run, and the run's log file.
 
 `run.json` holds the run's fingerprint (what defines the results: the input file's identity
 and content hash, the request mapping, the endpoint, top_n, the id column, the row limit), the

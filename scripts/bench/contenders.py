@@ -154,7 +154,9 @@ def _from_bench_merge(scenario: str, found: dict[str, Any]) -> Row:
     name = str(found.get("contender", "?"))
     if "error" in found:
         return Row(scenario, name, note=f"not run: {found['error']}")
-    note = f"{found.get('file_mb')} MB file; x polars {found.get('vs_polars')}"
+    note = f"{found.get('file_mb')} MB file"
+    if found.get("vs_polars") is not None:  # polars is left out of the biggest runs
+        note += f"; x polars {found['vs_polars']}"
     note += f"; seconds per round {found.get('seconds')}"
     return Row(
         scenario,

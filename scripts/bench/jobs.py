@@ -1,7 +1,7 @@
 """File-side contenders (sharding, merge), each run as `python -m bench.jobs JOB ...` so its
 CPU and peak RSS are its own.
 
-    shard   --input F --out DIR       pipeline.shard.shard_input, 1,000-row shards (the default)
+    shard   --input F --out DIR       inputs.shard.shard_input, 1,000-row shards (the default)
     whole-read --input F              the thread-pool script's read: the whole file with pandas
                                       (polars without pandas)
     results --rows N --out DIR        synthetic result shards (scenario 7's fallback data)
