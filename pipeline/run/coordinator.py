@@ -283,8 +283,8 @@ def _execute(
 
 
 def _print_top_cards(console: Console, layout: RunLayout) -> None:
-    """The run's five most frequent best cards, from every result shard (earlier sessions'
-    too), under the session's table."""
+    """The run's five most frequent best cards, from every result shard (those finished before
+    this resume too), under this invocation's table."""
     from pipeline.merge.insights import top_cards
 
     try:
