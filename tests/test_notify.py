@@ -4,6 +4,7 @@ the run; metrics scraped from a running run with `requests` and parsed by promet
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import threading
@@ -237,3 +238,28 @@ def test_metrics_port_in_use_is_exit_2_before_the_folder_is_touched(
     assert f"[metrics] port = {port}: cannot serve metrics on 127.0.0.1:{port}" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stall_is_told_once_and_so_is_the_move_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that take 2.5 s and a stall_after of 1.2 s: each wait is a stall."""
+    hook = Hook()
+    monkeypatch.setenv(ENV, hook.url)
+    with MockServer(MockSettings(latency_ms=2500, jitter_ms=0)) as slow:
+        config = config_for(
+            tmp_path,
+            slow,
+            4,
+            processing={"processes": 1, "max_workers": 2, "dedupe_requests": False},
+            notify={"every_percent": 0, "stall_after": 0.02},
+        )
+        try:
+            assert main(["run", "--config", str(config), "--no-progress", "--no-merge"]) == 0
+        finally:
+            hook.close()
+    events = [b["event"] for b in hook.bodies]
+    assert events[0] == "started" and events[-1] == "finished", events
+    middle = events[1:-1]
+    assert middle[:2] == ["stalled", "moving"], events
+    assert all(a != b for a, b in itertools.pairwise(middle)), events  # once each
