@@ -22,7 +22,7 @@ from support import make_users, results, write_config, write_csv
 
 from pipeline import schema
 from pipeline.cli import main
-from pipeline.mockapi import MockServer, MockSettings
+from pipeline.mockapi import MockServer, MockSettings, Rule
 from pipeline.ops.notify import FLUSH_SECONDS
 
 ENV = "PIPELINE_TEST_WEBHOOK"
@@ -263,3 +263,26 @@ def test_a_stall_is_told_once_and_so_is_the_move_again(
     middle = events[1:-1]
     assert middle[:2] == ["stalled", "moving"], events
     assert all(a != b for a, b in itertools.pairwise(middle)), events  # once each
+
+
+def test_the_api_going_away_and_coming_back_is_told(
+    tmp_path: Path, mock: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = Hook()
+    monkeypatch.setenv(ENV, hook.url)
+    mock.add_rule(Rule({}, 503, "<html>down for maintenance</html>", times=6))
+    config = config_for(
+        tmp_path,
+        mock,
+        40,
+        processing={"processes": 1, "max_workers": 2},
+        retry={"max_attempts": 20},
+        notify={"every_percent": 0},
+    )
+    try:
+        assert main(["run", "--config", str(config), "--no-progress", "--no-merge"]) == 0
+    finally:
+        hook.close()
+    events = [b["event"] for b in hook.bodies]
+    assert events == ["started", "api_down", "api_up", "finished"], events
+    assert hook.bodies[2]["fields"]["down_seconds"] > 0
