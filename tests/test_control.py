@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -186,3 +187,14 @@ def test_a_command_left_by_a_dead_run_is_not_applied_and_exit_2_leaves_the_statu
     write_csv(tmp_path / "users.csv", make_users(21))  # another input: refused, exit 2
     assert main(["run", "--config", str(config), "--no-progress"]) == 2
     assert layout.status_file.read_bytes() == status  # as the last run left it
+
+
+def test_a_folder_the_command_cannot_be_left_in_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = RunLayout(tmp_path)
+    layout.lock_file.write_text(f"pid {os.getpid()}\n")  # a run going: this process
+    layout.control_dir.write_text("")  # not a folder: no command can be left in it
+    assert main(["control", "pause", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot leave the command there" in err and err.count("\n") == 1

@@ -62,7 +62,13 @@ def send(
     pid = running_pid(layout)
     if pid is None:
         raise RunStateError(f"{layout.root}: no run is going here, so there is nothing to control")
-    path = post_command(layout, order)
+    try:
+        path = post_command(layout, order)
+    except OSError as exc:
+        raise RunStateError(
+            f"{layout.control_dir}: cannot leave the command there ({exc.strerror}); only a "
+            "user who can write the run folder can steer its run"
+        ) from None
     deadline = time.monotonic() + wait
     while path.exists() and time.monotonic() < deadline:
         sleep(0.05)
