@@ -212,7 +212,7 @@ def test_metrics_rise_during_the_run_and_end_at_the_summary(
     answered = [s.get("pipeline_requests_total{status=ok}", 0.0) for s in seen]
     assert answered == sorted(answered) and answered[0] < answered[-1], answered
     last = final[0]
-    summary = dict(json.loads((tmp_path / "out" / "run.json").read_text())["last_session"])
+    summary = dict(json.loads((tmp_path / "out" / "run.json").read_text())["last_invocation"])
     for state in schema.STATES:
         assert last.get(f"pipeline_rows_total{{state={state}}}", 0) == summary[f"rows {state}"]
     assert last["pipeline_requests_total{status=ok}"] == summary["requests sent"]

@@ -272,7 +272,7 @@ class WebhookError(Exception):
     a secret: whoever has it can post to the channel)."""
 
 
-def webhook_session() -> requests.Session:
+def new_webhook_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     return session

@@ -1,7 +1,7 @@
 """When a run deserves a message: progress steps, a stall, the API going away and back.
 
 Small pure objects of plain numbers, time from the caller, tested without sleeping. The
-session (session.py) feeds them the run's figures every tick and sends what they return.
+run's operations (operations.py) feed them the run's figures every tick and sends what they return.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def started(where: Where, total: int, done: int, config: Config) -> Message:
     rate = config.processing.rate_limit
     text = f"{_run(where)} started: {total:,} users"
     if done:
-        text += f", {done:,} done in earlier sessions"
+        text += f" ({done:,} done before it resumed)"
     text += f"; rate {rate:g}/s." if rate else "; no client-side rate limit."
     return Message("started", text, {**where, "total": total, "done": done, "rate_limit": rate})
 

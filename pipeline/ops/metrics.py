@@ -2,7 +2,7 @@
 
 The coordinator already adds up every worker's events, so the metrics live there, in one
 registry of its own (no multiprocess mode): counters fed by the events, gauges set on each
-tick from the run-wide snapshot. Counters count this session, as the run's summary does, so
+tick from the run-wide snapshot. Counters count this invocation, as the run's summary does, so
 their last values equal the Summary's figures. Off unless `[metrics] port` is set; a port
 that cannot be had is a config error (exit 2) raised before the run touches anything.
 """
@@ -51,7 +51,7 @@ class RunMetrics:
         self.paused = Gauge("pipeline_paused", "1 while requests are held", registry=r)
         self.rows_total = Gauge("pipeline_rows_in_run", "Rows in the run", registry=r)
         self.rows_done = Gauge(
-            "pipeline_rows_done", "Rows with an outcome, earlier sessions included", registry=r
+            "pipeline_rows_done", "Rows with an outcome, earlier invocations included", registry=r
         )
         self.shards_done = Gauge("pipeline_shards_done", "Shards finished", registry=r)
         self.shards_total = Gauge("pipeline_shards", "Shards in the run", registry=r)

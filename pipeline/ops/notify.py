@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.api.client import WebhookError, post_json, webhook_session
+from pipeline.api.client import WebhookError, new_webhook_session, post_json
 from pipeline.config import NotifyConfig
 from pipeline.errors import ConfigError
 
@@ -107,7 +107,7 @@ class Notifier:
             log.warning("Notifications not sent within %g s of the end: dropped.", wait)
 
     def _loop(self) -> None:
-        session = webhook_session()
+        session = new_webhook_session()
         try:
             while (message := self._queue.get()) is not None:
                 if not self._abandon.is_set():

@@ -37,7 +37,7 @@ from pipeline.errors import (
 from pipeline.merge import read_outcome_counts
 from pipeline.merge.run import merge_run
 from pipeline.ops.notify import webhook_url
-from pipeline.ops.session import Operations, metrics_server
+from pipeline.ops.operations import Operations, metrics_server
 from pipeline.run.pool import PoolResult, ShardPool
 from pipeline.run.tasks import ShardTask
 from pipeline.state import runinfo

@@ -1,7 +1,7 @@
 """What a view of a running run shows, as plain data: `Facts`.
 
 The live view, the plain progress lines and `pipeline watch` all draw the same `Facts`: the
-first two take them from the session's `RunStats` (`facts_of`), `watch` from the status file
+first two take them from the invocation's `RunStats` (`facts_of`), `watch` from the status file
 the run rewrites about once a second (`Facts.record` there, `facts_from_record` here). One set
 of figures, so a person watching from another terminal sees what the run's own terminal shows.
 """
@@ -29,15 +29,15 @@ class WorkerLine:
 class Facts:
     total: int = 0
     done: int = 0
-    """Rows with an outcome, earlier sessions included."""
+    """Rows with an outcome, earlier invocations included."""
     counts: Mapping[str, int] = field(default_factory=dict)
-    """This session's rows by final state."""
+    """This invocation's rows by final state."""
     errors: Mapping[str, int] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0
     deduped: int = 0
     elapsed: float = 0.0
-    """Seconds since the session started."""
+    """Seconds since this invocation started."""
     eta: float | None = None
     users_recent: float = 0.0
     """Users/s over the last 30 s (the ETA's rate)."""

@@ -1,6 +1,6 @@
 """`pipeline watch`: the view of a run going on elsewhere, drawn from its status file.
 
-The run rewrites `status.json` in its folder about once a second (ops/session.py); `watch`
+The run rewrites `status.json` in its folder about once a second (ops/operations.py); `watch`
 reads it as often and draws the same frame as the run's own live view (a terminal) or the same
 plain progress lines (anything else), under a line that says whose run it is and how fresh the
 figures are. It never writes to the folder, so any number of people can watch one run. When
