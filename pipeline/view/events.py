@@ -1,0 +1,76 @@
+"""What workers tell the coordinator, and what a progress view is.
+
+Workers put a `WorkerEvent` on the events queue every `EVENT_SECONDS`; the coordinator feeds
+each one to `Progress.event`, and calls `Progress.tick` a few times a second with a
+`RunSnapshot` of the run-wide facts only it knows (in-flight requests, the rate in force, a
+pause). Plain, picklable data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline.errors import ErrorKind
+
+EVENT_SECONDS = 0.5
+"""How often a shard sends the coordinator a `WorkerEvent`."""
+
+ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
+"""The kinds of failed calls (errors.ErrorKind), in the order views list them."""
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """What one worker process did since its previous event (counts are deltas)."""
+
+    pid: int
+    shard: str
+    state: str
+    """"working", "backing off", "paused" or "done"."""
+    shard_rows_done: int
+    """Rows of the shard with an outcome so far (a total, not a delta)."""
+    shard_rows: int
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Rows that reached a final state, by state."""
+    requests: int = 0
+    retries: int = 0
+    deduped: int = 0
+    """Rows answered by copying another row's answer (identical request body)."""
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """Error answers by kind: http_429, http_5xx, http_4xx, timeout, connection, bad_body."""
+    latencies_ms: tuple[float, ...] = ()
+    """Latency of each answer received."""
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """Run-wide facts the coordinator reads from the shared limits."""
+
+    in_flight: int = 0
+    max_workers: int = 0
+    rate_limit: float = 0.0
+    """Configured requests/s; 0 = none."""
+    current_rate: float = 0.0
+    """Requests/s the adaptive control allows now; 0 = no limit in force."""
+    paused_for: float = 0.0
+    """Seconds left of a run-wide pause; 0 = not paused."""
+    pause_reason: str = ""
+    """"Retry-After" or "outage" while paused."""
+    held: bool = False
+    """Paused by the operator (`pipeline control pause`) until `resume`."""
+    notes: tuple[str, ...] = ()
+    """The operator's latest changes to the run, each with its time, oldest first."""
+
+
+class Progress(Protocol):
+    def start(self, total: int, done: int) -> None:
+        """`total` rows in the run, `done` of them finished before this invocation."""
+
+    def event(self, event: WorkerEvent) -> None: ...
+
+    def tick(self, snapshot: RunSnapshot) -> None:
+        """Called a few times a second; render if it is time."""
+
+    def finish(self) -> None: ...
