@@ -1,5 +1,7 @@
 """The `pipeline` command: parse, call one library function, map errors to exit codes.
 
+The commands themselves, their flags and what each does, are in commands.py.
+
 `main(argv) -> int` is what the tests call, in-process: it leaves the interpreter as it found
 it (its log set-up lasts while the command runs). `entry()`, the console script and `python -m
 pipeline`, is the only place that changes its process for good: pandas kept out, SIGTERM as
@@ -12,31 +14,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from pipeline import __version__
-from pipeline.config import Config, load_config
-from pipeline.errors import EXIT_INTERRUPTED, EXIT_OK, PipelineError
+from pipeline.commands import add_commands
+from pipeline.errors import EXIT_INTERRUPTED, PipelineError
 from pipeline.imports import skip_pandas
 
 log = logging.getLogger("pipeline")
-
-# Command-line flag -> config key it overrides.
-_OVERRIDES = {
-    "input": "input.path",
-    "out": "output.dir",
-    "max_workers": "processing.max_workers",
-    "processes": "processing.processes",
-    "rate": "processing.rate_limit",
-    "shard_size": "processing.shard_size",
-    "mock": "api.mock",
-}
 
 
 def entry() -> NoReturn:
@@ -82,249 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         "resumable, merged to Excel.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    for name, handler, text in (
-        (
-            "run",
-            _run,
-            "shard the input, call the API for every row, merge the workbook (resumes a run)",
-        ),
-        ("rerun-failed", _rerun_failed, "request again only the rows that failed, then merge"),
-    ):
-        cmd = sub.add_parser(name, parents=[common], help=text, description=text)
-        _run_flags(cmd)
-        cmd.set_defaults(handler=handler)
-
-    text = "build the workbook (or a Parquet or CSV file of every row) from the result shards"
-    cmd = sub.add_parser("merge", parents=[common], help=text, description=text)
-    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
-    cmd.add_argument(
-        "--format",
-        choices=("xlsx", "parquet", "csv"),
-        default="xlsx",
-        help="xlsx: the workbook (default); parquet or csv: every row, in one file named like "
-        "the workbook (results.parquet, results.csv)",
-    )
-    cmd.set_defaults(handler=_merge)
-
-    cmd = sub.add_parser(
-        "status", parents=[common], help="shards and rows by state, errors by kind"
-    )
-    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
-    cmd.add_argument("--json", action="store_true", help="print one JSON object")
-    cmd.set_defaults(handler=_status)
-
-    text = "before a batch: rows, unique requests, load, bandwidth, duration, partner notice"
-    cmd = sub.add_parser("plan", parents=[common], help=text, description=text)
-    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
-    cmd.add_argument("--max-workers", type=int, help="plan for N requests in flight")
-    cmd.add_argument("--rate", type=float, help="plan for R requests/s; 0 = no limit")
-    cmd.add_argument(
-        "--probe",
-        type=int,
-        default=0,
-        metavar="N",
-        help="send N real requests first to measure latency and response size (default: 0)",
-    )
-    cmd.set_defaults(handler=_plan)
-
-    text = "turn the thread-pool script's JSON config into a config.toml"
-    cmd = sub.add_parser("import-config", help=text, description=text)
-    cmd.add_argument("old", type=Path, metavar="OLD.json", help="the script's JSON config")
-    cmd.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        default=Path("config.toml"),
-        help="the config to write; never overwritten (default: ./config.toml)",
-    )
-    cmd.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    cmd.set_defaults(handler=_import_config)
-
-    text = "follow a run going in another terminal: the same view, from its output folder"
-    cmd = sub.add_parser("watch", parents=[common], help=text, description=text)
-    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
-    cmd.set_defaults(handler=_watch)
-
-    text = "steer a running run: pause, resume, rate R (requests/s, 0 = no limit), stop"
-    cmd = sub.add_parser("control", parents=[common], help=text, description=text)
-    cmd.add_argument("action", choices=("pause", "resume", "rate", "stop"))
-    cmd.add_argument("value", nargs="?", help="for rate: requests per second, all processes")
-    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
-    cmd.set_defaults(handler=_control)
-
-    cmd = sub.add_parser(
-        "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
-    )
-    cmd.add_argument("--port", type=int, default=8765)
-    cmd.add_argument("--latency-ms", type=float)
-    cmd.add_argument("--jitter-ms", type=float)
-    cmd.add_argument("--error-rate", type=float)
-    cmd.add_argument("--rate-limit", type=float, help="requests/s above which it answers 429")
-    cmd.add_argument("--cards", type=int, help="catalogue size (1-100)")
-    cmd.add_argument("--seed", type=int)
-    cmd.set_defaults(handler=_mock_api)
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
     return parser
-
-
-def _run_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
-    cmd.add_argument("--out", help="output folder")
-    cmd.add_argument("--max-workers", type=int, help="requests in flight, all processes together")
-    cmd.add_argument("--processes", type=int, help="worker processes")
-    cmd.add_argument("--rate", type=float, help="requests per second, all processes; 0 = no limit")
-    cmd.add_argument("--shard-size", type=int, help="input rows per shard")
-    cmd.add_argument(
-        "--mock", action=argparse.BooleanOptionalAction, help="use the embedded mock API"
-    )
-    cmd.add_argument("--no-progress", action="store_true", help="plain log lines only")
-    cmd.add_argument("--no-merge", action="store_true", help="do not write the workbook")
-    cmd.add_argument(
-        "--fresh", action="store_true", help="discard the output folder's state, start over"
-    )
-    cmd.add_argument("--limit", type=int, help="only the first N input rows (a trial run)")
-
-
-def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {}
-    for flag, key in _OVERRIDES.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    return load_config(args.config, overrides)
-
-
-def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
-    from pipeline.run.coordinator import RunOptions
-
-    if args.limit is not None and args.limit < 1:
-        raise PipelineError(f"--limit {args.limit}: must be at least 1")
-    if retry_failed and args.fresh:
-        # Starting over would throw away the very rows it is asked to retry.
-        raise PipelineError(
-            "rerun-failed --fresh: rerun-failed retries the failed rows of the run in the "
-            "output folder; to discard that run and start over, use `pipeline run --fresh`"
-        )
-    return RunOptions(
-        fresh=args.fresh,
-        merge=not args.no_merge,
-        limit=args.limit,
-        retry_failed=retry_failed,
-        progress="log" if args.no_progress or not sys.stdout.isatty() else "live",
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
-    from pipeline.run import coordinator
-
-    config = _config(args)
-    return coordinator.run(config, _run_options(args, retry_failed=False))
-
-
-def _rerun_failed(args: argparse.Namespace) -> int:
-    from pipeline.run import coordinator
-
-    config = _config(args)
-    return coordinator.run(config, _run_options(args, retry_failed=True))
-
-
-def _merge(args: argparse.Namespace) -> int:
-    from pipeline.merge import ExportReport
-    from pipeline.merge.run import merge_run
-    from pipeline.state.store import RunLayout, read_run
-
-    config = _config(args)
-    layout = RunLayout(config.output.dir)
-    if read_run(layout) is None:
-        raise PipelineError(f"{layout.root}: no run here to merge; start one with `pipeline run`")
-    report = merge_run(config, layout, args.format)
-    if isinstance(report, ExportReport):
-        print(f"Wrote {report.path}: {report.rows} rows")
-    else:
-        print(
-            f"Wrote {layout.root / config.output.excel}: "
-            f"{report.results_rows} result rows, {report.failures} failures"
-        )
-    return EXIT_OK
-
-
-def _status(args: argparse.Namespace) -> int:
-    from pipeline.view import status
-
-    config = _config(args)
-    facts = status.collect(config)
-    print(json.dumps(facts, indent=2) if args.json else status.render(facts))
-    return EXIT_OK
-
-
-def _plan(args: argparse.Namespace) -> int:
-    from pipeline.plan.figures import plan
-
-    print(plan(_config(args), probe=args.probe))
-    return EXIT_OK
-
-
-def _import_config(args: argparse.Namespace) -> int:
-    from pipeline.importconfig import import_config, report
-
-    converted = import_config(args.old, args.output)
-    print(report(converted, args.old, args.output))
-    return EXIT_OK
-
-
-def _run_folder(args: argparse.Namespace) -> Any:
-    """The run folder named by --out, else by the config (which is then needed)."""
-    from pipeline.state.store import RunLayout
-
-    return RunLayout(args.out if args.out is not None else _config(args).output.dir)
-
-
-def _watch(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from pipeline.view.watch import watch
-
-    try:
-        return watch(_run_folder(args), Console(), live=sys.stdout.isatty())
-    except KeyboardInterrupt:  # leaving the view stops nothing
-        return EXIT_OK
-
-
-def _control(args: argparse.Namespace) -> int:
-    from pipeline.ops import control
-
-    order = control.command(args.action, args.value)
-    print(control.send(_run_folder(args), order))
-    return EXIT_OK
-
-
-def _mock_api(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from pipeline import mockapi
-    from pipeline.api.endpoint import mock_settings
-
-    settings = mock_settings(_config(args)) if args.config.exists() else mockapi.MockSettings()
-    changes = {
-        "latency_ms": args.latency_ms,
-        "jitter_ms": args.jitter_ms,
-        "error_rate": args.error_rate,
-        "rate_limit": args.rate_limit,
-        "cards": args.cards,
-        "seed": args.seed,
-    }
-    try:
-        settings = replace(settings, **{k: v for k, v in changes.items() if v is not None})
-    except ValueError as exc:
-        raise PipelineError(f"mock-api: {exc}") from None
-    try:
-        mockapi.serve(settings, "127.0.0.1", args.port, lambda line: print(line, flush=True))
-    except OSError as exc:
-        raise PipelineError(
-            f"mock-api: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}"
-        ) from None
-    return EXIT_OK
 
 
 def _sigterm_interrupts() -> None:
