@@ -28,8 +28,15 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("says 'session' for an invocation", re.compile(r"\bsessions?'s?(?=\W|$)")),
     ("says 'session' for an invocation", re.compile(r"\bsessions\b")),
     ("says 'session' for an invocation", re.compile(r"\bSessions?\s+\d")),
-    # Names like session_rows or record_session; new_session makes a requests.Session.
-    ("says 'session' for an invocation", re.compile(r"(?i)\bsession_\w+|\b(?!new_)\w+_session\b")),
+    # Names like session_rows or record_session; new_session and webhook_session make a
+    # requests.Session.
+    (
+        "says 'session' for an invocation",
+        re.compile(
+            r"(?i)\bsession_\w+"
+            r"|\b(?:record|last|this|that|each|every|earlier|previous|next|current|first)_sessions?\b"
+        ),
+    ),
 )
 
 
@@ -88,6 +95,7 @@ def test_the_rules_catch(bad: str) -> None:
         "one `requests.Session` per thread",
         "session = requests.Session()",
         "client = CardGeniusClient(endpoint, new_session(endpoint), self.tokens)",
+        "session = webhook_session()",
         "self.session.post(url, data=data)",
         "def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> str:",
         "ONE shared default `requests.Session`; the Session reads it once here",
