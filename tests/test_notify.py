@@ -104,6 +104,8 @@ def test_messages_arrive_in_order_with_the_counts(
     assert finished["rows"] == {s: states.get(s, 0) for s in schema.STATES}
     assert sum(finished["rows"].values()) == 400
     assert finished["workbook"] == str((tmp_path / "out" / "results.xlsx").resolve())
+    run_info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert finished["duration_seconds"] == round(run_info["elapsed_seconds"], 1) > 0
     sent = json.dumps(hook.bodies)
     assert "U00" not in sent and "secret-token" not in sent  # no user, no webhook URL
     log = (tmp_path / "out" / "pipeline.log").read_text()

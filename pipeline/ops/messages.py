@@ -23,7 +23,7 @@ from pipeline.errors import (
 )
 from pipeline.ops.alerts import DOWN, STALLED
 from pipeline.ops.notify import Message
-from pipeline.state.store import RunLayout
+from pipeline.state.store import RunLayout, read_run
 from pipeline.view.facts import Facts
 from pipeline.view.progress import format_duration
 
@@ -85,8 +85,10 @@ def finished(where: Where, code: int, facts: Facts, config: Config, layout: RunL
     counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
     rows = {state: counts.get(state, 0) for state in schema.STATES}
     workbook = config.excel_path.resolve() if config.excel_path.exists() else None
+    # The whole run's time, every invocation of it (run.json adds each one up).
+    spent = float((read_run(layout) or {}).get("elapsed_seconds") or facts.elapsed)
     text = (
-        f"{_run(where)} finished (exit {code}) in {format_duration(facts.elapsed)}: "
+        f"{_run(where)} finished (exit {code}) in {format_duration(spent)}: "
         + ", ".join(f"{state} {n:,}" for state, n in rows.items())
         + (f". Workbook: {workbook}" if workbook else ". No workbook written.")
     )
@@ -94,7 +96,7 @@ def finished(where: Where, code: int, facts: Facts, config: Config, layout: RunL
         **where,
         "exit_code": code,
         "rows": rows,
-        "duration_seconds": round(facts.elapsed, 1),
+        "duration_seconds": round(spent, 1),
         "workbook": str(workbook) if workbook else None,
     }
     return Message("finished", text, fields)
