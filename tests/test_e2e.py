@@ -160,6 +160,13 @@ def test_invalid_rows_are_listed_not_sent(tmp_path: Path) -> None:
     failures = list(book["Failures"].iter_rows(min_row=2, values_only=True))
     assert len(failures) == 4
     assert all(f[1] == "invalid" and f[4] for f in failures)
+    # Rows as the user's editor counts them: the header is row 1, the 10 users rows 2-11.
+    assert [f[4] for f in failures] == [
+        "row 12: amazon: 'abc' is not a number",
+        "row 13: duplicate user_id (first at row 3)",
+        "row 14: missing user_id",
+        "row 15: flipkart: -4 is negative",
+    ]
 
 
 def test_hostile_card_names_are_text_cells(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def test_three_formats_give_identical_shards(tmp_path: Path) -> None:
     assert column(table, INVALID) == [
         None,
         None,
-        "avg_a: -5 is negative",
-        "duplicate user_id (first at row 2)",
+        "row 4: avg_a: -5 is negative",
+        "row 5: duplicate user_id (first at row 3)",
     ]
 
 
@@ -265,29 +265,29 @@ def test_invalid_rows_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)  # the repeat is in a later batch
     text = (
         "user_id,avg_a,avg_b\n"
-        "A,abc,1\n"  # row 1
+        "A,abc,1\n"  # row 2: the header is row 1, as in a spreadsheet
         "B,2,-5\n"
         ",3,4\n"
         "C,1,5\n"
         "D,1,1\n"
         "E,1,1\n"
         "F,1,1\n"
-        "C,7,8\n"  # row 8: repeats row 4
+        "C,7,8\n"  # row 9: repeats row 5
         "  ,n/a,-1\n"
         'G,"1,5",inf\n'
     )
     report, table = run(write_csv(tmp_path / "u.csv", text), tmp_path / "out")
     assert column(table, INVALID) == [
-        "avg_a: 'abc' is not a number",
-        "avg_b: -5 is negative",
-        "missing user_id",
+        "row 2: avg_a: 'abc' is not a number",
+        "row 3: avg_b: -5 is negative",
+        "row 4: missing user_id",
         None,
         None,
         None,
         None,
-        "duplicate user_id (first at row 4)",
-        "missing user_id; avg_a: 'n/a' is not a number; avg_b: -1 is negative",
-        "avg_a: '1,5' is not a number; avg_b: 'inf' is not a number",
+        "row 9: duplicate user_id (first at row 5)",
+        "row 10: missing user_id; avg_a: 'n/a' is not a number; avg_b: -1 is negative",
+        "row 11: avg_a: '1,5' is not a number; avg_b: 'inf' is not a number",
     ]
     assert (report.rows, report.invalid) == (10, 6)
     assert column(table, "avg_a")[:3] == [None, 2.0, 3.0]  # only the bad value is null
@@ -305,9 +305,13 @@ def test_parquet_numbers_of_any_type(tmp_path: Path) -> None:
     pq.write_table(pa.table(data), source)
     report, table = run(source, tmp_path / "out")
     assert column(table, "user_id") == ["1234", "5", None, "77.5"]
-    assert column(table, "avg_b") == [1.5, 0.0, 0.0, None]
-    assert column(table, INVALID)[3] == "avg_a: -4 is negative; avg_b: 'inf' is not a number"
-    assert report.invalid == 2
+    # NaN is not a number (as the text "NaN" is not), not an empty cell sent as 0.
+    assert column(table, "avg_b") == [1.5, None, 0.0, None]
+    assert column(table, INVALID)[1] == "row 3: avg_b: 'NaN' is not a number"
+    assert column(table, INVALID)[3] == (
+        "row 5: avg_a: -4 is negative; avg_b: 'inf' is not a number"
+    )
+    assert report.invalid == 3
 
 
 def test_ids_keep_leading_zeros_and_whole_numbers_lose_dot_zero(tmp_path: Path) -> None:
@@ -424,7 +428,7 @@ def test_sample_generator_is_deterministic_and_its_output_shards(tmp_path: Path)
     assert report.rows == 3000
     assert report.invalid == sample.expected_invalid(3000) == 3
     reasons = [r for r in column(table, INVALID) if r]
-    assert any(r.startswith("duplicate user_id (first at row ") for r in reasons)
+    assert any(re.match(r"row \d+: duplicate user_id \(first at row \d+\)", r) for r in reasons)
     assert column(table, "user_id")[0] == "CG0000001"
     zeros = sum(v == 0 for v in column(table, "avg_ajio_gmv"))
     assert 0.3 < zeros / 3000 < 0.7
@@ -450,3 +454,187 @@ def test_clean_sample_has_no_invalid_rows(tmp_path: Path) -> None:
     assert pq.read_schema(path).field("avg_amazon_gmv").type == pa.float64()
     report, _ = run(path, tmp_path / "out", value_columns=list(sample.PROFILES), shard_size=1000)
     assert (report.rows, report.invalid) == (2000, 0)
+
+
+# --- what a spreadsheet user sees: row numbers, blank rows, formulas, hidden sheets
+
+
+def test_blank_rows_are_skipped_and_rows_keep_their_spreadsheet_numbers(tmp_path: Path) -> None:
+    """An empty line, a row of commas and a row of spaces are skipped in CSV as in xlsx; the
+    rows after them are still named by the row a spreadsheet shows them on."""
+    text = "user_id,avg_a,avg_b\nA,1,1\n\n,,\n  , ,\nB,x,1\nA,2,2\n"
+    report, table = run(write_csv(tmp_path / "u.csv", text), tmp_path / "c")
+    assert column(table, "user_id") == ["A", "B", "A"]
+    assert column(table, INVALID) == [
+        None,
+        "row 6: avg_a: 'x' is not a number",
+        "row 7: duplicate user_id (first at row 2)",
+    ]
+    assert report.rows == 3
+    rows: list[list[object]] = [["user_id", "avg_a", "avg_b"], ["A", 1, 1], [None], [None]]
+    rows += [["B", "x", 1], ["A", 2, 2]]
+    _, sheet = run(write_xlsx(tmp_path / "u.xlsx", rows), tmp_path / "x")
+    assert column(sheet, INVALID) == [
+        None,
+        "row 5: avg_a: 'x' is not a number",
+        "row 6: duplicate user_id (first at row 2)",
+    ]
+
+
+def test_parquet_rows_of_nothing_are_skipped_but_nan_beside_a_value_is_invalid(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "u.parquet"
+    nan = float("nan")
+    data = {"user_id": ["A", None, "C"], "avg_a": [nan, nan, 1.0], "avg_b": [1.0, nan, 1e13]}
+    pq.write_table(pa.table(data), source)
+    report, table = run(source, tmp_path / "out")
+    assert column(table, "user_id") == ["A", "C"]  # the row of nulls and NaNs is blank
+    assert column(table, INVALID) == [
+        "row 2: avg_a: 'NaN' is not a number",
+        "row 4: avg_b: 10000000000000.0 is more than 1,000,000,000,000",
+    ]
+    assert report.invalid == 2
+
+
+def test_absurd_amounts_are_invalid_not_sent(tmp_path: Path) -> None:
+    text = "user_id,avg_a,avg_b\nA,1000000000000,1\nB,1000000000001,1\nC,1e300,1\n"
+    _, table = run(write_csv(tmp_path / "u.csv", text), tmp_path / "out")
+    assert column(table, INVALID) == [
+        None,  # a lakh crore rupees is the most a value may be
+        "row 3: avg_a: 1000000000001 is more than 1,000,000,000,000",
+        "row 4: avg_a: 1e300 is more than 1,000,000,000,000",
+    ]
+    assert column(table, "avg_a") == [1e12, None, None]
+
+
+def test_xlsx_formula_without_a_saved_value_makes_the_row_invalid(tmp_path: Path) -> None:
+    """openpyxl and pandas write formulas without their value; read as 0, "=100+200" would
+    be sent as no spend at all."""
+    rows: list[list[object]] = [["user_id", "avg_a", "avg_b"], ["A", "=100+200", 5]]
+    rows += [["B", 7, 5], ['=CONCAT("C",1)', 1, 1]]
+    _, table = run(write_xlsx(tmp_path / "u.xlsx", rows), tmp_path / "out")
+    saved = "a formula without a saved value (open the file in Excel and save it)"
+    assert column(table, INVALID) == [
+        f"row 2: avg_a: {saved}",
+        None,
+        f"row 4: user_id: {saved}",
+    ]
+    assert column(table, "avg_a") == [None, 7.0, 1.0]
+
+
+def test_xlsx_text_that_starts_with_equals_is_text(tmp_path: Path) -> None:
+    workbook = Workbook()
+    workbook.active.append(["user_id", "avg_a", "avg_b"])
+    workbook.active.append(["A", 1, 1])
+    workbook.active["A2"].data_type = "s"
+    workbook.active["A2"].value = "=A"
+    workbook.active["A2"].data_type = "s"
+    workbook.save(tmp_path / "u.xlsx")
+    _, table = run(tmp_path / "u.xlsx", tmp_path / "out")
+    assert column(table, INVALID) == [None]
+
+
+@pytest.mark.parametrize("state", ["hidden", "veryHidden"])
+def test_xlsx_reads_the_first_visible_sheet(tmp_path: Path, state: str) -> None:
+    workbook = Workbook()
+    hidden = workbook.active
+    hidden.title = "Old"
+    hidden.append(["user_id", "avg_a", "avg_b"])
+    hidden.append(["STALE", 1, 1])
+    hidden.sheet_state = state
+    users = workbook.create_sheet("Users")
+    users.append(["user_id", "avg_a", "avg_b"])
+    users.append(["A", 2, 3])
+    workbook.save(tmp_path / "u.xlsx")
+    _, table = run(tmp_path / "u.xlsx", tmp_path / "out")
+    assert column(table, "user_id") == ["A"]
+    assert input_columns(tmp_path / "u.xlsx") == ["user_id", "avg_a", "avg_b"]
+
+
+def test_xlsx_messages_name_the_sheet(tmp_path: Path) -> None:
+    workbook = Workbook()
+    workbook.active.title = "Users"
+    workbook.active.append(["user_id", "avg_a"])
+    workbook.create_sheet("Empty")
+    workbook.save(tmp_path / "u.xlsx")
+    with pytest.raises(InputError, match=r"u.xlsx: sheet 'Users': column 'avg_b' not found"):
+        run(tmp_path / "u.xlsx", tmp_path / "a")
+    with pytest.raises(InputError, match=r"u.xlsx: sheet 'Empty' is empty \(no header row\)"):
+        run(tmp_path / "u.xlsx", tmp_path / "b", sheet="Empty")
+
+
+def _rewrite_sheet(path: Path, change: Any) -> None:
+    """Replace the first sheet's XML of the workbook at `path` by change(xml)."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    name = "xl/worksheets/sheet1.xml"
+    parts[name] = change(parts[name])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part, data in parts.items():
+            archive.writestr(part, data)
+
+
+def test_xml_bomb_is_refused(tmp_path: Path) -> None:
+    """Entities are how a "billion laughs" is built; defusedxml refuses any, at once."""
+    source = write_xlsx(tmp_path / "u.xlsx", NUMERIC_ROWS)
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(
+            b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+            for i in range(1, 10)
+        )
+        + b"]>"
+    )
+
+    def bomb(xml: bytes) -> bytes:
+        body = xml.split(b"?>", 1)[-1]
+        return laughs + body.replace(b"<v>1200</v>", b"<v>&lol9;</v>")
+
+    _rewrite_sheet(source, bomb)
+    with pytest.raises(InputError, match=r"refused: the workbook's XML declares entities"):
+        run(source, tmp_path / "out")
+
+
+def test_zip_bomb_is_refused_before_it_is_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.inputs import xlsx
+
+    monkeypatch.setattr(xlsx, "RATIO_FLOOR_BYTES", 1 << 20)  # a small bomb, for a quick test
+    source = write_xlsx(tmp_path / "u.xlsx", NUMERIC_ROWS)
+    _rewrite_sheet(
+        source, lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + b" " * (8 << 20))
+    )
+    with pytest.raises(InputError) as caught:
+        run(source, tmp_path / "out")
+    assert "refused: xl/worksheets/sheet1.xml would unpack to 8 MB (a zip bomb?)" in str(
+        caught.value
+    )
+
+
+def test_a_wanted_column_twice_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "u.parquet"
+    table = pa.Table.from_arrays(
+        [pa.array(["A"]), pa.array([1.0]), pa.array([2.0]), pa.array([3.0])],
+        names=["user_id", "avg_a", "avg_b", "avg_a"],
+    )
+    pq.write_table(table, source)
+    with pytest.raises(InputError) as caught:
+        run(source, tmp_path / "p")
+    assert str(caught.value) == (
+        f"{source}: column 'avg_a' appears twice (columns 2 and 4); rename or remove one"
+    )
+    csv = write_csv(tmp_path / "u.csv", "user_id,avg_a,avg_b,avg_b \nA,1,2,3\n")
+    with pytest.raises(InputError, match="column 'avg_b' appears twice"):
+        run(csv, tmp_path / "c")
+    unused = write_csv(tmp_path / "v.csv", "user_id,avg_a,avg_b,note,note\nA,1,2,x,y\n")
+    assert column(run(unused, tmp_path / "v")[1], "avg_b") == [2.0]  # not a wanted one
+
+
+def test_a_header_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "u.csv"
+    source.write_bytes("user_id,avg_a,avg_b,d\xe9penses\nA,1,1,1\n".encode("latin-1"))
+    with pytest.raises(InputError) as caught:
+        run(source, tmp_path / "out")
+    assert str(caught.value) == f"{source}: the file is not UTF-8 text; save it as 'CSV UTF-8'"

@@ -1,27 +1,30 @@
 """Read the user's input file (.csv, .parquet, .xlsx) in bounded memory, one batch at a time.
 
 Owns the input readers: `read_batches` yields tables of the wanted columns in input order,
-every value as the file holds it (CSV and xlsx cells as text), for `shard.py` and
-`plan/figures.py` to check; `input_columns` and `count_rows` answer without reading the whole
-file. Errors about a file that cannot be read or lacks a column are one-line InputErrors naming
-the file.
+every value as the file holds it (CSV and xlsx cells as text), plus `LINE`, each row's number
+as a person's editor shows it (the header is row 1), for `shard.py` and `plan/figures.py` to
+check; `input_columns` and `count_rows` answer without reading the whole file. Errors about a
+file that cannot be read, lacks a wanted column or holds one twice are one-line InputErrors
+naming the file (and the sheet). Workbooks are read by `xlsx.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+from pipeline.inputs import xlsx
 
+LINE = "\0line"
+"""The row number column of every batch; the NUL keeps it apart from any input column."""
 KINDS = (".csv", ".parquet", ".xlsx")
 _CSV_BLOCK_BYTES = 1 << 20  # ~30k rows of 7 columns per batch
 _HEADER_BLOCK_BYTES = 1 << 20  # enough for any header row
@@ -30,13 +33,15 @@ _XLSX_BATCH_ROWS = 20_000
 
 
 def count_rows(source: Path, sheet: str | None = None) -> int:
-    """Data rows in `source`: Parquet from its metadata, CSV and xlsx by streaming records."""
+    """Data rows in `source`: Parquet from its metadata, CSV and xlsx by streaming records
+    (rows blank in the first column are not counted)."""
     kind = _kind(source)
     if kind == ".parquet":
         with _arrow_errors(source, "Parquet"), pq.ParquetFile(source) as file:
             return int(file.metadata.num_rows)
     header = input_columns(source, sheet)
-    return sum(batch.num_rows for batch in read_batches(source, header[:1], sheet))
+    with contextlib.closing(read_batches(source, header[:1], sheet)) as batches:
+        return sum(batch.num_rows for batch in batches)
 
 
 def input_columns(source: Path, sheet: str | None = None) -> list[str]:
@@ -47,8 +52,8 @@ def input_columns(source: Path, sheet: str | None = None) -> list[str]:
     if kind == ".parquet":
         with _arrow_errors(source, "Parquet"), pq.ParquetFile(source) as file:
             return [name.strip() for name in file.schema_arrow.names]
-    with _workbook(source) as workbook:
-        return _xlsx_header(source, _xlsx_rows(source, workbook, sheet))
+    with xlsx.read_sheet(source, sheet) as (title, rows):
+        return _xlsx_header(source, title, rows)
 
 
 # --- reading: each reader yields tables of the wanted columns, renamed to their stripped names
@@ -75,25 +80,64 @@ def read_batches(
 ) -> Generator[pa.Table, None, None]:
     """Tables of `columns` (matched after stripping spaces), in input order, in batches.
 
-    `sheet` is the xlsx sheet (None: the first; ignored for other kinds). Close the generator
-    when stopping early: the file stays open until then.
+    `sheet` is the xlsx sheet (None: the first visible one; ignored for other kinds). Rows
+    whose every wanted cell is empty are skipped (blank rows between blocks, a CSV's empty
+    lines, a row of commas), in every format alike. Close the generator when stopping early:
+    the file stays open until then.
     """
     kind = _kind(source)
     if kind == ".csv":
-        return _read_csv(source, columns)
-    if kind == ".parquet":
-        return _read_parquet(source, columns)
-    return _read_xlsx(source, columns, sheet)
+        batches = _read_csv(source, columns)
+    elif kind == ".parquet":
+        batches = _read_parquet(source, columns)
+    else:
+        batches = _read_xlsx(source, columns, sheet)
+    return _without_blank_rows(batches)
 
 
-def _resolve(source: Path, header: Sequence[str], columns: Sequence[str]) -> list[int]:
-    """Positions of `columns` in `header`, matched after stripping spaces; first one wins."""
+def _without_blank_rows(
+    batches: Generator[pa.Table, None, None],
+) -> Generator[pa.Table, None, None]:
+    with contextlib.closing(batches):
+        for batch in batches:
+            blank = _blank_rows(batch)
+            yield batch if blank is None else batch.filter(pc.invert(blank))
+
+
+def _blank_rows(batch: pa.Table) -> pa.ChunkedArray | None:
+    """Which rows hold nothing in any wanted cell (null, NaN, only spaces); None if none."""
+    blank: Any = None
+    for column in batch.columns[:-1]:  # LINE is last
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            empty = pc.equal(pc.utf8_trim_whitespace(column), "")
+        elif pa.types.is_floating(kind):
+            empty = pc.is_nan(column)  # how pandas writes an empty cell
+        else:
+            empty = pc.is_null(column)
+        empty = pc.fill_null(empty, True)
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is None or not pc.any(blank).as_py():
+        return None
+    return blank
+
+
+def _resolve(source: Path | str, header: Sequence[str], columns: Sequence[str]) -> list[int]:
+    """Positions of `columns` in `header`, matched after stripping spaces. A wanted column
+    found twice is refused: which of the two the user meant cannot be known."""
     names = [name.strip() for name in header]
     if not any(names):
         raise InputError(f"{source}: the first row is empty; it must hold the column names")
     position: dict[str, int] = {}
     for i, name in enumerate(names):
-        position.setdefault(name, i)
+        first = position.setdefault(name, i)
+        if first != i and name in columns:
+            raise InputError(
+                f"{source}: column {name!r} appears twice (columns {first + 1} and {i + 1}); "
+                "rename or remove one"
+            )
     missing = [c for c in columns if c not in position]
     if missing:
         listed = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
@@ -111,9 +155,9 @@ def _arrow_errors(source: Path, kind: str) -> Iterator[None]:
     """Turn pyarrow's errors about a bad file into one-line InputErrors naming the file."""
     try:
         yield
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         text = " ".join(str(exc).split())
-        if "invalid UTF8" in text:
+        if "invalid UTF8" in text or isinstance(exc, UnicodeDecodeError):
             raise InputError(
                 f"{source}: the file is not UTF-8 text; save it as 'CSV UTF-8'"
             ) from exc
@@ -123,7 +167,9 @@ def _arrow_errors(source: Path, kind: str) -> Iterator[None]:
 
 
 # A quoted cell may hold a line break (Alt+Enter in Excel); the reader must not split there.
-_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+# Empty lines are kept (as rows of empty cells, which the checker skips) so that every record
+# keeps its number: the row a spreadsheet shows it on.
+_CSV_PARSE = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
 
 
 def _csv_header(source: Path) -> list[str]:
@@ -143,11 +189,22 @@ def _read_csv(source: Path, columns: list[str]) -> Generator[pa.Table, None, Non
     convert = pacsv.ConvertOptions(
         include_columns=picked, column_types=dict.fromkeys(picked, pa.string())
     )
+    line = 2  # the header is row 1
     with _arrow_errors(source, "CSV"):
         for batch in pacsv.open_csv(
             source, read_options=read, parse_options=_CSV_PARSE, convert_options=convert
         ):
-            yield pa.Table.from_arrays([batch.column(p) for p in picked], names=columns)
+            yield _table([batch.column(p) for p in picked], columns, _lines(line, batch.num_rows))
+            line += batch.num_rows
+
+
+def _lines(first: int, count: int) -> pa.Array:
+    return pa.array(range(first, first + count), pa.int64())
+
+
+def _table(arrays: list[Any], columns: list[str], lines: pa.Array) -> pa.Table:
+    """A batch: the wanted columns, named as asked, and `LINE`."""
+    return pa.Table.from_arrays([*arrays, lines], names=[*columns, LINE])
 
 
 def _read_parquet(source: Path, columns: list[str]) -> Generator[pa.Table, None, None]:
@@ -156,8 +213,10 @@ def _read_parquet(source: Path, columns: list[str]) -> Generator[pa.Table, None,
         picked = [schema.names[i] for i in _resolve(source, schema.names, columns)]
         for name, column in zip(picked, columns, strict=True):
             _check_parquet_type(source, column, schema.field(name).type)
+        line = 2  # as if it had a header row, like the same table saved as CSV
         for batch in file.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=picked):
-            yield pa.Table.from_arrays([batch.column(p) for p in picked], names=columns)
+            yield _table([batch.column(p) for p in picked], columns, _lines(line, batch.num_rows))
+            line += batch.num_rows
 
 
 def _check_parquet_type(source: Path, column: str, kind: Any) -> None:
@@ -176,78 +235,31 @@ def _check_parquet_type(source: Path, column: str, kind: Any) -> None:
         raise InputError(f"{source}: column {column!r} holds {kind}; it must hold numbers or text")
 
 
-@contextlib.contextmanager
-def _workbook(source: Path) -> Iterator[Any]:
-    from openpyxl import load_workbook  # ~0.1 s, for XLSX input only
-
-    try:
-        with warnings.catch_warnings():  # openpyxl warns about styles and extensions it drops
-            warnings.simplefilter("ignore")
-            workbook = load_workbook(source, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl parses untrusted files; a damaged one raises anything
-        raise _bad_xlsx(source, exc) from exc
-    try:
-        yield workbook
-    finally:
-        workbook.close()
-
-
-def _bad_xlsx(source: Path, exc: Exception) -> InputError:
-    return InputError(f"{source}: cannot read as an .xlsx workbook; is it damaged? ({exc})")
-
-
-def _worksheet(source: Path, workbook: Any, sheet: str | None) -> Any:
-    names: list[str] = workbook.sheetnames
-    if sheet is not None and sheet not in names:
-        listed = ", ".join(names)
-        raise InputError(f"{source}: sheet {sheet!r} not found (sheets: {listed})")
-    worksheet = workbook[names[0] if sheet is None else sheet]
-    if not hasattr(worksheet, "reset_dimensions"):
-        raise InputError(f"{source}: sheet {worksheet.title!r} is a chart, not a table")
-    # Read-only mode trusts the size the writing program recorded, and some record it wrong
-    # (LibreOffice: 65,536 rows; others A1:A1); without this, rows past it would be dropped.
-    worksheet.reset_dimensions()
-    return worksheet
-
-
-def _xlsx_rows(source: Path, workbook: Any, sheet: str | None) -> Iterator[tuple[Any, ...]]:
-    """The sheet's rows as tuples of values, skipping blank rows (as CSV skips empty lines)."""
-    rows = _worksheet(source, workbook, sheet).iter_rows(values_only=True)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except Exception as exc:  # a damaged sheet: see _workbook
-            raise _bad_xlsx(source, exc) from exc
-        if any(v is not None for v in row):
-            yield row
-
-
-def _xlsx_header(source: Path, rows: Iterator[tuple[Any, ...]]) -> list[str]:
-    header = next(rows, None)
-    if header is None:
-        raise InputError(f"{source}: the sheet is empty (no header row)")
-    return [_header_text(v) for v in header]
+def _xlsx_header(source: Path, title: str, rows: Iterator[tuple[int, Any]]) -> list[str]:
+    """The column names: the sheet's first row that is not blank."""
+    first = next(rows, None)
+    if first is None:
+        raise InputError(f"{source}: sheet {title!r} is empty (no header row)")
+    return [xlsx.header_text(v) for v in first[1]]
 
 
 def _read_xlsx(
     source: Path, columns: list[str], sheet: str | None
 ) -> Generator[pa.Table, None, None]:
-    with _workbook(source) as workbook:
-        rows = _xlsx_rows(source, workbook, sheet)
-        picked = _resolve(source, _xlsx_header(source, rows), columns)
+    with xlsx.read_sheet(source, sheet) as (title, rows):
+        header = _xlsx_header(source, title, rows)
+        picked = _resolve(f"{source}: sheet {title!r}", header, columns)
         for chunk in _chunks(rows, _XLSX_BATCH_ROWS):
             # Rows may be shorter than the header when their last cells are empty.
             arrays = [
-                pa.array([_cell_text(r[i]) if i < len(r) else None for r in chunk], pa.string())
+                pa.array([r[i] if i < len(r) else None for _, r in chunk], pa.string())
                 for i in picked
             ]
-            yield pa.Table.from_arrays(arrays, names=columns)
+            yield _table(arrays, columns, pa.array([n for n, _ in chunk], pa.int64()))
 
 
-def _chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    chunk: list[tuple[Any, ...]] = []
+def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == size:
@@ -255,18 +267,3 @@ def _chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[A
             chunk = []
     if chunk:
         yield chunk
-
-
-def _header_text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def _cell_text(value: Any) -> str | None:
-    """An xlsx cell as the text a CSV export would hold: 1234.0 -> "1234", 12.5 -> "12.5"."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return str(value)  # bool and the like: not a number, reported as such

@@ -20,7 +20,14 @@ from pipeline.inputs.readers import KINDS, count_rows, input_columns, read_batch
 from pipeline.inputs.validate import RowChecker
 from pipeline.state.store import RunLayout, write_parquet_atomic
 
-__all__ = ["KINDS", "ShardingReport", "count_rows", "input_columns", "shard_input"]
+__all__ = [
+    "KINDS",
+    "ShardingReport",
+    "check_input",
+    "count_rows",
+    "input_columns",
+    "shard_input",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,17 @@ class ShardingReport:
     """Rows marked invalid; they are in the shards but are never requested."""
     shards: list[str]
     """Shard file names in input order, as `RunLayout.shard_name` gives them."""
+
+
+def check_input(
+    source: Path, id_column: str, value_columns: Sequence[str], sheet: str | None = None
+) -> None:
+    """Raise InputError if `source` cannot be sharded as asked: a missing, unreadable or
+    unsafe file, a missing or repeated column, a header that is not UTF-8. Reads the header
+    and the first batch only, and writes nothing (a refused run leaves no state)."""
+    columns = [id_column, *dict.fromkeys(value_columns)]
+    with contextlib.closing(read_batches(source, columns, sheet)) as batches:
+        next(batches, None)
 
 
 def shard_input(

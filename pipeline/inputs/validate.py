@@ -1,12 +1,16 @@
 """Check input rows and clean their values, a batch at a time, exactly as a run does.
 
-Owns `RowChecker`, which `shard.py` uses to write input shards and `plan/figures.py` to count them.
-A row is `invalid` when its id is empty or repeated, or a value is negative or not a number;
-`_invalid` says why, every reason joined by "; " (id first, then the columns in order). A value
-is cleaned before parsing: a currency sign (₹, Rs, Rs., INR, $; any case) before or after the
-number, thousands commas and any whitespace are removed; an empty cell counts as 0. Checks run per
-batch with polars expressions; only the repeated-id check walks the ids in Python.
-Row numbers in messages are 1-based data rows; `_row` is 0-based.
+Owns `RowChecker`, which `shard.py` uses to write input shards and `plan/figures.py` to count
+them.
+Blank rows never get here (readers.py skips them). A row is `invalid` when its id
+is empty or repeated, or a value is negative, not a number (text, NaN, infinite), above
+`MAX_AMOUNT`, or a formula whose value was never saved (.xlsx); `_invalid` says why: the row
+number, then every reason joined by "; " (id first, then the columns in order). A value is
+cleaned before parsing: a currency sign (₹, Rs, Rs., INR, $; any case) before or after the
+number, thousands commas and any whitespace are removed; an empty cell counts as 0. Checks run
+per batch with polars expressions; only the repeated-id check walks the ids in Python.
+Row numbers in messages are as a person's editor shows them (the header is row 1, see
+readers.LINE); `_row` counts the rows kept, from 0.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from pipeline.inputs.readers import LINE
+from pipeline.inputs.xlsx import FORMULA
 from pipeline.schema import INVALID, ROW, input_schema
 
+MAX_AMOUNT = 1e12
+"""Rupees: a value above it is a mistake (a pasted id, a unit slip), not a user's spend; sent,
+it would be a 13-digit-plus number in the body (1e300 would be 301 digits)."""
 _MAX_TEXT = 40  # characters of a bad value quoted in a reason
 # Cleaning a value that does not parse as it is: whitespace (\s covers NBSP and thin spaces,
 # plus zero-width spaces and BOMs from copy-pasting) goes, then a currency sign before the
@@ -44,10 +53,21 @@ class RowChecker:
         self._seen: dict[str, int] = {}
 
     def check(self, batch: pa.Table) -> pa.Table:
-        """The batch as input-shard rows: `_row` counts on from earlier batches."""
+        """The batch (from readers, with LINE) as input-shard rows: `_row` counts on from
+        earlier batches."""
         frame = pl.DataFrame(pl.from_arrow(batch))
-        ids = frame.select(_id_expr(self.id_column, frame.schema[self.id_column])).to_series()
-        columns = [ids, pl.Series(_REPEAT, self._repeats(ids), pl.String)]
+        name = self.id_column
+        ident = frame.select(_id_expr(name, frame.schema[name])).select(
+            pl.when(pl.col(name) != FORMULA).then(pl.col(name)).alias(name),
+            (pl.col(name) == FORMULA).fill_null(False).alias(_ID_FORMULA),
+        )
+        ids, lines = ident[name], frame[LINE].alias(_LINE)
+        columns = [
+            ids,
+            pl.Series(_REPEAT, self._repeats(ids, lines), pl.String),
+            ident[_ID_FORMULA],
+            lines,
+        ]
         for name in self.value_columns:
             text, number = _parse(frame[name])
             columns += [number.alias(name), text.alias(_text_column(name))]
@@ -65,14 +85,12 @@ class RowChecker:
         self.invalid += table.num_rows - table.column(INVALID).null_count
         return table
 
-    def _repeats(self, ids: pl.Series) -> list[str | None]:
+    def _repeats(self, ids: pl.Series, lines: pl.Series) -> list[str | None]:
         reasons: list[str | None] = [None] * len(ids)
         seen = self._seen
-        for offset, key in enumerate(ids.to_list(), start=self.rows):
-            if key is not None and (first := seen.setdefault(key, offset)) != offset:
-                reasons[offset - self.rows] = (
-                    f"duplicate {self.id_column} (first at row {first + 1})"
-                )
+        for index, (key, line) in enumerate(zip(ids.to_list(), lines.to_list(), strict=True)):
+            if key is not None and (first := seen.setdefault(key, line)) != line:
+                reasons[index] = f"duplicate {self.id_column} (first at row {first})"
         return reasons
 
     def _reasons(self, parsed: pl.DataFrame) -> pl.Series:
@@ -82,15 +100,20 @@ class RowChecker:
             pl.col(_REPEAT).is_not_null(),
             *(pl.col(_fault_column(name)) != _FINE for name in self.value_columns),
         )
+        id_column = self.id_column
         parts = [
-            pl.when(pl.col(self.id_column).is_null()).then(pl.lit(f"missing {self.id_column}")),
+            pl.when(pl.col(_ID_FORMULA))
+            .then(pl.lit(f"{id_column}: {_FORMULA_TEXT}"))
+            .when(pl.col(id_column).is_null())
+            .then(pl.lit(f"missing {id_column}")),
             pl.col(_REPEAT),
             *(_reason_expr(name) for name in self.value_columns),
         ]
+        reason = pl.concat_str(parts, separator="; ", ignore_nulls=True)
         found = (
             parsed.with_row_index(_INDEX)
             .filter(problem)
-            .select(_INDEX, pl.concat_str(parts, separator="; ", ignore_nulls=True))
+            .select(_INDEX, pl.format("row {}: {}", pl.col(_LINE), reason))
         )
         reasons = pl.Series(INVALID, dtype=pl.String).extend_constant(None, parsed.height)
         if found.height:
@@ -101,7 +124,10 @@ class RowChecker:
 # Working columns of a batch being checked; the NUL keeps them apart from any input column.
 _REPEAT = "\0repeat"
 _INDEX = "\0index"
-_FINE, _NOT_A_NUMBER, _NEGATIVE = 0, 1, 2
+_LINE = "\0line"
+_ID_FORMULA = "\0id formula"
+_FINE, _NOT_A_NUMBER, _NEGATIVE, _TOO_LARGE, _FORMULA = 0, 1, 2, 3, 4
+_FORMULA_TEXT = "a formula without a saved value (open the file in Excel and save it)"
 
 
 def _text_column(name: str) -> str:
@@ -133,8 +159,9 @@ def _id_expr(name: str, dtype: pl.DataType) -> pl.Expr:
 def _parse(series: pl.Series) -> tuple[pl.Series, pl.Series]:
     """(text, number) of one value column: 0.0 for an empty cell, null when it is no number."""
     if series.dtype.is_numeric():
-        number = series.cast(pl.Float64).fill_nan(None)  # NaN: how pandas writes an empty cell
-        return series.cast(pl.String), number.fill_null(0.0)
+        # NaN is not a number, as the text "NaN" is not (a row of only empty cells, which
+        # pandas writes as NaN, was skipped as blank by the reader).
+        return series.cast(pl.String), series.cast(pl.Float64).fill_null(0.0)
     text = series.cast(pl.String).str.strip_chars()
     number = text.cast(pl.Float64, strict=False)
     empty = (text.is_null() | (text == "")).fill_null(True)
@@ -165,10 +192,14 @@ def _clean_number(text: pl.Series) -> pl.Series:
 def _fault_expr(name: str) -> pl.Expr:
     number = pl.col(name)
     return (
-        pl.when(number.is_null() | ~number.is_finite())
+        pl.when(pl.col(_text_column(name)) == FORMULA)
+        .then(_FORMULA)
+        .when(number.is_null() | ~number.is_finite())
         .then(_NOT_A_NUMBER)
         .when(number < 0)
         .then(_NEGATIVE)
+        .when(number > MAX_AMOUNT)
+        .then(_TOO_LARGE)
         .otherwise(_FINE)
         .cast(pl.Int8)
         .alias(_fault_column(name))
@@ -182,4 +213,8 @@ def _reason_expr(name: str) -> pl.Expr:
         .then(pl.format("{}: '{}' is not a number", pl.lit(name), shown))
         .when(fault == _NEGATIVE)
         .then(pl.format("{}: {} is negative", pl.lit(name), shown))
+        .when(fault == _TOO_LARGE)
+        .then(pl.format("{}: {} is more than 1,000,000,000,000", pl.lit(name), shown))
+        .when(fault == _FORMULA)
+        .then(pl.lit(f"{name}: {_FORMULA_TEXT}"))
     )

@@ -42,6 +42,7 @@ from pipeline.run.pool import PoolResult, ShardPool
 from pipeline.run.tasks import ShardTask
 from pipeline.state import runinfo
 from pipeline.state.answers import find_repeated
+from pipeline.state.folder import Undo, check_folder, make_folder, undo_on_refusal
 from pipeline.state.store import (
     RunLayout,
     changed_keys,
@@ -80,60 +81,102 @@ def run(config: Config, options: RunOptions) -> int:
     """`pipeline run` and `pipeline rerun-failed`; returns the exit code.
 
     The operating side (status file, `pipeline control`, notifications, metrics) wraps the
-    run; the webhook and the metrics port are checked before the folder is touched."""
+    run; the webhook and the metrics port are checked before the folder is touched. A usage,
+    config or input error (exit 2) leaves the output folder as it was: what can be checked
+    without writing is checked first, and whatever the preparation wrote before it was
+    refused (run.json, input shards, the lock, the log) is removed again.
+    """
     layout = RunLayout(config.output.dir)
     webhook = webhook_url(config.notify)
-    with metrics_server(config.metrics) as metrics, run_lock(layout), runinfo.file_log(layout):
+    checked = _preflight(config, options, layout)
+    with (
+        metrics_server(config.metrics) as metrics,
+        undo_on_refusal(layout.root) as undo,
+        run_lock(layout),
+        runinfo.file_log(layout),
+    ):
         ops = Operations(config, layout, webhook, metrics)
-        return ops.ended(_run(config, options, layout, ops))
+        return ops.ended(_run(config, options, layout, ops, (checked, undo)))
 
 
-def _run(config: Config, options: RunOptions, layout: RunLayout, ops: Operations) -> int:
-    with ops.watching():
-        # The workers start first: they import their modules while this process shards.
-        with ShardPool(config, layout) as pool:
-            info = _prepare(config, options, layout)
-            tasks = _tasks(layout, options.retry_failed)
-            started = time.monotonic()
-            interrupted = outage = False
-            if tasks:
-                log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
-                if options.merge:
-                    _preload_merge()
-                with open_endpoint(config) as endpoint:
-                    result = _execute(pool, endpoint, tasks, info, options.progress, ops)
-                interrupted = result.interrupted or not all(r.finished for r in result.reports)
-                outage = result.outage
-                if options.retry_failed:
-                    retried = sum(r.retried_rows for r in result.reports)
-                    recovered = sum(r.recovered for r in result.reports)
-                    log.info("Retried %d row(s); %d recovered.", retried, recovered)
-            else:
-                log.info("Nothing to request: every shard of %s is finished.", layout.root)
-            pool.close()  # the workers exit while the invocation is recorded and merged
-            runinfo.record_invocation(layout, time.monotonic() - started, finished=not interrupted)
-            if outage:
-                log.error(
-                    "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
-                    "(%g s). Finished rows are saved in %s; run the same command again to "
-                    "resume.",
-                    config.retry.give_up_after,
-                    layout.root,
-                )
-                return EXIT_OUTAGE
-            if interrupted:
-                command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
-                log.warning(
-                    "Interrupted: finished rows are saved in %s; run `%s` with the same "
-                    "settings to resume.",
-                    layout.root,
-                    command,
-                )
-                return EXIT_INTERRUPTED
-            if options.merge:
-                merge_run(config, layout)
-        counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
-        return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
+def _run(
+    config: Config,
+    options: RunOptions,
+    layout: RunLayout,
+    ops: Operations,
+    prepared: tuple[tuple[dict[str, Any] | None, dict[str, Any]], Undo],
+) -> int:
+    checked, undo = prepared
+    # The workers start first (the pool): they import their modules while this process shards.
+    with ops.watching(), ShardPool(config, layout) as pool:
+        info = _prepare(config, options, layout, checked)
+        undo.disarm()  # from here on the folder holds a run worth keeping
+        return _request(config, options, layout, pool, info, ops)
+
+
+def _preflight(
+    config: Config, options: RunOptions, layout: RunLayout
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """What can be refused before anything is written: the folder, the input's columns, a
+    run of other settings in the folder. Returns `_check_run`'s answer."""
+    from pipeline.inputs.shard import check_input  # polars: see _shard
+
+    check_folder(layout.root)
+    check_input(
+        config.input.path, config.input.id_column, config.value_columns, config.input.sheet or None
+    )
+    return _check_run(config, options, layout)
+
+
+def _request(
+    config: Config,
+    options: RunOptions,
+    layout: RunLayout,
+    pool: ShardPool,
+    info: dict[str, Any],
+    ops: Operations,
+) -> int:
+    """Run the shards left to do, record the invocation, merge; the exit code."""
+    tasks = _tasks(layout, options.retry_failed)
+    started = time.monotonic()
+    interrupted = outage = False
+    if tasks:
+        log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
+        if options.merge:
+            _preload_merge()
+        with open_endpoint(config) as endpoint:
+            result = _execute(pool, endpoint, tasks, info, options.progress, ops)
+        interrupted = result.interrupted or not all(r.finished for r in result.reports)
+        outage = result.outage
+        if options.retry_failed:
+            retried = sum(r.retried_rows for r in result.reports)
+            recovered = sum(r.recovered for r in result.reports)
+            log.info("Retried %d row(s); %d recovered.", retried, recovered)
+    else:
+        log.info("Nothing to request: every shard of %s is finished.", layout.root)
+    pool.close()  # the workers exit while the invocation is recorded and merged
+    runinfo.record_invocation(layout, time.monotonic() - started, finished=not interrupted)
+    if outage:
+        log.error(
+            "Stopped: the API stayed unavailable for longer than [retry] give_up_after "
+            "(%g s). Finished rows are saved in %s; run the same command again to resume.",
+            config.retry.give_up_after,
+            layout.root,
+        )
+        return EXIT_OUTAGE
+    if interrupted:
+        command = "pipeline rerun-failed" if options.retry_failed else "pipeline run"
+        log.warning(
+            "Interrupted: finished rows are saved in %s; run `%s` with the same settings to "
+            "resume.",
+            layout.root,
+            command,
+        )
+        return EXIT_INTERRUPTED
+    if options.merge:
+        merge_run(config, layout)
+    counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
+    return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
 
 
 def _preload_merge() -> None:
@@ -150,7 +193,7 @@ def _preload_merge() -> None:
 def run_lock(layout: RunLayout) -> Iterator[None]:
     """One run per output folder. The lock is an flock on `.lock`: the kernel drops it when
     the process dies, so a killed run never leaves the folder locked."""
-    layout.root.mkdir(parents=True, exist_ok=True)
+    make_folder(layout.root)
     with open(layout.lock_file, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -171,11 +214,12 @@ def run_lock(layout: RunLayout) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _prepare(config: Config, options: RunOptions, layout: RunLayout) -> dict[str, Any]:
-    """Check the folder's run against this one; shard the input if not done. Returns run.json."""
-    if options.fresh and not options.retry_failed:
-        _discard(layout)
-    info = read_run(layout)
+def _check_run(
+    config: Config, options: RunOptions, layout: RunLayout
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the folder's run.json or None, this run's fingerprint); refuses a run of other
+    settings, and `rerun-failed` without a run. Reads only."""
+    info = None if options.fresh and not options.retry_failed else read_run(layout)
     fingerprint = runinfo.fingerprint(config, options.limit, info)
     if info is not None:
         changes = changed_keys(info.get("fingerprint"), fingerprint)
@@ -186,6 +230,22 @@ def _prepare(config: Config, options: RunOptions, layout: RunLayout) -> dict[str
             )
     elif options.retry_failed:
         raise RunStateError(f"{layout.root}: no run to retry here; start one with `pipeline run`")
+    return info, fingerprint
+
+
+def _prepare(
+    config: Config,
+    options: RunOptions,
+    layout: RunLayout,
+    checked: tuple[dict[str, Any] | None, dict[str, Any]],
+) -> dict[str, Any]:
+    """Shard the input if not done; returns run.json. `checked` is `_check_run`'s answer
+    before the lock was taken; it is asked again if another run changed the folder since."""
+    if options.fresh and not options.retry_failed:
+        _discard(layout)
+    info, fingerprint = checked
+    if read_run(layout) != info:
+        info, fingerprint = _check_run(config, options, layout)
     if info is None or not info.get("input", {}).get("sharded"):
         info = _shard(config, options, layout, fingerprint)
     return info
