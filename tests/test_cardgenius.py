@@ -115,3 +115,37 @@ def test_money_parses_leniently() -> None:
     assert cardgenius.money("free") is None
     assert cardgenius.money(True) is None
     assert cardgenius.money(7) == 7.0
+
+
+@pytest.mark.parametrize(
+    ("cards", "message"),
+    [
+        ([card(1, float("inf"))], "card 1: total_savings_yearly is inf, which a workbook"),
+        ([card(1, 100, fees=float("nan"))], "card 1: joining_fees is nan"),
+        ([card(1, 100, fees="1e400")], "card 1: joining_fees is inf"),
+        ([card(1, 100, extra=10**400)], "card 1: total_extra_benefits is inf"),
+        ([card(1, 1.5e308)], "card 1: total_savings_yearly is 1.5e+308, which a workbook"),
+        ([card(1, 9e307, extra=9e307)], "card 1: net savings is inf"),
+        ([card(2**70, 100)], "a top card's id is 1180591620717411303424: not a whole number"),
+        ([{**card(1, 100), "id": None}], "a top card's id is None"),
+        ([{k: v for k, v in card(1, 100).items() if k != "card_name"}], "card 1 has no card_name"),
+        (
+            [card(1, 100), {k: v for k, v in card(2, 1).items() if k != "total_savings_yearly"}],
+            "card 2 has no total_savings_yearly",
+        ),
+        ([card(1, 100, amazon_spends=float("inf"))], "spending_breakdown.amazon_spends.savings"),
+    ],
+)
+def test_answers_the_results_cannot_hold_are_bad_bodies(
+    cards: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(BadBody) as caught:
+        cardgenius.check_answer(cards, FIELDS, top_n=3)
+    assert message in str(caught.value)
+
+
+def test_answers_that_fit_pass_the_check() -> None:
+    cards = [card(1, 1000, fees=None, extra=None), card(2, None), card(2**63 - 1, 9.9e307)]
+    cardgenius.check_answer(cards, FIELDS, top_n=3)
+    # A card below the top N may lack an id: it is never shown.
+    cardgenius.check_answer([card(1, 100), {**card(2, 1), "id": None}], FIELDS, top_n=1)

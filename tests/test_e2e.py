@@ -6,6 +6,8 @@ processes are real), and reads back the result shards and the workbook.
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +235,51 @@ def test_status_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert facts["rows_by_state"]["ok"] + facts["rows_by_state"]["no_cards"] == 20
     assert main(["status", "--config", str(config)]) == 0
     assert "shards: 3/3 finished" in capsys.readouterr().out
+
+
+def test_hostile_numbers_in_answers_fail_their_rows_and_never_reach_the_outputs(
+    tmp_path: Path,
+) -> None:
+    """NaN, Infinity, 1e400, a number past Excel's, an id past 64 bits, a card without a
+    field: each answer is unusable (retried, then failed naming the field); the run ends,
+    and the workbook and the CSV hold no inf or nan."""
+    card = (
+        '{"id": 7, "card_name": "C", "joining_fees": "0", "total_savings_yearly": YEARLY, '
+        '"total_extra_benefits": 0, "spending_breakdown": {}}'
+    )
+    hostile = {
+        9001: card.replace("YEARLY", "NaN"),
+        9002: card.replace("YEARLY", "Infinity"),
+        9003: card.replace("YEARLY", "1e400"),
+        9004: card.replace("YEARLY", "1.5e308"),
+        9005: card.replace('"id": 7', '"id": 1180591620717411303424').replace("YEARLY", "1"),
+        9006: card.replace('"total_savings_yearly": YEARLY, ', ""),
+    }
+    users = make_users(30)
+    for i, amount in enumerate(hostile):
+        users[10 + i]["amazon"] = amount
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        for amount, text in hostile.items():
+            body = '{"success": true, "savings": [' + text + "]}"
+            server.add_rule(Rule(match={"amazon_spends": amount}, status=200, body=body))
+        source = write_csv(tmp_path / "users.csv", users)
+        config = write_config(tmp_path, source, url=server.base_url + "/cg/api/pro")
+        assert main(["run", "--config", str(config)]) == 1
+        assert main(["merge", "--config", str(config), "--format", "csv"]) == 0
+    rows = results(tmp_path / "out").to_pylist()
+    failed = {r["user_id"]: r for r in rows if r["status"] == "failed"}
+    assert sorted(failed) == [f"U{10 + i:05d}" for i in range(6)]
+    errors = [failed[f"U{10 + i:05d}"]["error"] for i in range(6)]
+    assert errors[0] == "bad body: answer holds NaN, which is not JSON"
+    assert errors[1] == "bad body: answer holds Infinity, which is not JSON"
+    assert "total_savings_yearly is inf" in errors[2]
+    assert "total_savings_yearly is 1.5e+308" in errors[3]
+    assert "not a whole number of 64 bits" in errors[4]
+    assert errors[5] == "bad body: card 1 has no total_savings_yearly"
+    assert all(r["attempts"] == 3 for r in failed.values())  # retried: max_attempts = 3
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8-sig", newline="") as handle:
+        fields = [f.strip().lower() for row in csv.reader(handle) for f in row]
+    assert not {"inf", "-inf", "nan", "infinity"} & set(fields)
+    book = openpyxl.load_workbook(tmp_path / "out" / "results.xlsx")
+    numbers = [v for s in book for row in s.iter_rows(values_only=True) for v in row]
+    assert all(math.isfinite(v) for v in numbers if isinstance(v, float))

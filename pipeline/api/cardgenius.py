@@ -8,6 +8,7 @@ The protocol as the pipeline uses it is described in docs/cardgenius-api.md.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,8 +42,14 @@ QUARTERLY_FIELDS = ("domestic_lounge_usage_quarterly", "international_lounge_usa
 REQUEST_FIELDS = frozenset(MONTHLY_FIELDS + ANNUAL_FIELDS + QUARTERLY_FIELDS)
 
 
+EXCEL_MAX = 9.99999999999999e307
+"""The largest number an Excel cell holds; a larger one (or inf, NaN) cannot be a result."""
+INT64_MAX = 2**63 - 1
+
+
 class BadBody(ValueError):
-    """A 200 answer that cannot be used: not JSON, `success: false`, or the wrong shape."""
+    """A 200 answer that cannot be used: not JSON, `success: false`, the wrong shape, or
+    numbers the results cannot hold."""
 
 
 def build_body(values: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
@@ -83,14 +90,17 @@ def _message(payload: Any, fallback: str) -> str:
 
 def money(value: Any) -> float | None:
     """A money field as a number: JSON numbers as they are, digit strings parsed
-    ("1,000" too); null, "" and anything else unreadable is None."""
+    ("1,000" too); null, "" and anything else unreadable is None. An integer too large for
+    a float is inf (`check_answer` refuses it)."""
     kind = type(value)
-    if kind is float or kind is int:  # the common case first (bool is not int here)
-        return float(value)
+    if kind is float:  # the common case first (bool is not int here)
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return _int_money(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return _int_money(value) if isinstance(value, int) else float(value)
     if isinstance(value, str):
         text = value.replace(",", "").strip()
         try:
@@ -98,6 +108,13 @@ def money(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _int_money(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a 400-digit integer
+        return math.inf
 
 
 def net_savings(card: Mapping[str, Any]) -> float | None:
@@ -116,6 +133,56 @@ def rank(cards: Sequence[Mapping[str, Any]]) -> list[tuple[float, Mapping[str, A
     scored = [(net, card) for card in cards if (net := net_savings(card)) is not None]
     scored.sort(key=lambda pair: -pair[0])  # sort is stable: ties keep the API's order
     return scored
+
+
+def check_answer(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> None:
+    """Raise BadBody, naming the card and the field, for an answer the results cannot hold:
+    a card without `total_savings_yearly` (null is fine: the card is not ranked), a money
+    value or a net saving that is not finite or past Excel's largest number, or a top card
+    whose id is missing or past 64 bits, or whose name is missing. Answers like that are a
+    fault of the API (retried, then `failed`), never inf or NaN in a workbook."""
+    for position, card in enumerate(cards, start=1):
+        if "total_savings_yearly" not in card:
+            raise BadBody(f"card {position} has no total_savings_yearly")
+        for name in ("total_savings_yearly", "joining_fees", "total_extra_benefits"):
+            _check_number(card, position, name, money(card.get(name)))
+    ranked = rank(cards)
+    for net, card in ranked:
+        _check_number(card, 0, "net savings", net)
+    if len(ranked) >= 2:
+        _check_number(
+            ranked[0][1], 0, "savings gap to the second card", ranked[0][0] - ranked[1][0]
+        )
+    for _, card in ranked[:top_n]:
+        raw = card.get("id")
+        card_id = _card_id(raw)
+        if card_id is None or not -INT64_MAX - 1 <= card_id <= INT64_MAX:
+            raise BadBody(f"a top card's id is {_shown(raw)}: not a whole number of 64 bits")
+        if not isinstance(card.get("card_name"), str):
+            raise BadBody(f"card {card_id} has no card_name")
+        breakdown = card.get("spending_breakdown")
+        for f in mapped if isinstance(breakdown, Mapping) else ():
+            item = breakdown.get(f)  # type: ignore[union-attr]
+            if isinstance(item, Mapping):
+                _check_number(
+                    card, 0, f"spending_breakdown.{f}.savings", money(item.get("savings"))
+                )
+
+
+def _check_number(card: Mapping[str, Any], position: int, name: str, value: float | None) -> None:
+    """`value` (of `name`, on the card at 1-based `position`, 0 when not known) must fit."""
+    if value is None or (math.isfinite(value) and abs(value) <= EXCEL_MAX):
+        return
+    raw = card.get("id")
+    short = isinstance(raw, str) and len(raw) <= 20
+    short = short or (isinstance(raw, int) and abs(raw) < 10**20)
+    which = f"card {raw}" if short else (f"card {position}" if position else "a card")
+    raise BadBody(f"{which}: {name} is {value:g}, which a workbook cannot hold")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def derived_fields(mapped: Sequence[str], top_n: int) -> list[tuple[str, pa.DataType]]:

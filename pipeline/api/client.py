@@ -155,11 +155,15 @@ class CardGeniusClient:
         tokens: TokenSource | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        check: Callable[[list[Mapping[str, Any]]], None] | None = None,
     ) -> None:
+        """`check(cards)` raises BadBody for an answer its caller cannot use (see
+        cardgenius.check_answer): it is then a retried error like any unusable body."""
         self.endpoint = endpoint
         self.session = session
         self.tokens = tokens
         self._clock = clock
+        self._check = check
         self._wrapped = endpoint.auth == "partner-token"
         self._prepared = session.prepare_request(requests.Request("POST", endpoint.url))
         self._send_settings: dict[str, Any] = {
@@ -199,7 +203,9 @@ class CardGeniusClient:
         if outcome is not Outcome.SUCCESS:
             raise _http_error(outcome, status, response.headers.get("Retry-After"), content)
         try:
-            cards = cards_of(json.loads(content), wrapped=self._wrapped)
+            cards = cards_of(_JSON.decode(content.decode("utf-8")), wrapped=self._wrapped)
+            if self._check is not None:
+                self._check(cards)
         except (ValueError, BadBody) as exc:
             reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
             message = f"bad body: {reason}"
@@ -217,6 +223,14 @@ class CardGeniusClient:
         if token:
             request.headers["partner-token"] = token
         return self.session.send(request, **self._send_settings)
+
+
+def _no_constants(name: str) -> None:
+    raise BadBody(f"answer holds {name}, which is not JSON")
+
+
+# NaN and Infinity are not JSON, though Python's decoder takes them by default.
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _http_error(

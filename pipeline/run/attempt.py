@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.api.classify import Outcome, outcome_of
-from pipeline.errors import CallError
+from pipeline.errors import CallError, ErrorKind
 from pipeline.run.outcomes import answered_outcome
 from pipeline.run.process import WorkerProcess
 
@@ -50,7 +50,10 @@ def make_attempt(
         went = Outcome.SUCCESS
     except CallError as exc:
         attempt.error = exc
-        went = outcome_of(exc)
+        # An unusable 2xx body is the API answering badly (NaN in a card, a field missing):
+        # not a sign that it is down. Counted, a run of them opened the breaker and held
+        # every row for give_up_after.
+        went = None if exc.kind is ErrorKind.BAD_BODY else outcome_of(exc)
     finally:
         limiter.release(permit, went)
     if answer is not None:

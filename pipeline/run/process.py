@@ -58,7 +58,9 @@ class WorkerProcess:
         client: CardGeniusClient | None = getattr(self.local, "client", None)
         if client is None:
             endpoint = self.settings.endpoint
-            client = CardGeniusClient(endpoint, new_session(endpoint), self.tokens)
+            client = CardGeniusClient(
+                endpoint, new_session(endpoint), self.tokens, check=self.check_answer
+            )
             self.local.client = client
             with self.clients_lock:
                 self.clients.append(client)
@@ -74,6 +76,10 @@ class WorkerProcess:
             client.session.close()
         if self.answers is not None:
             self.answers.close()
+
+    def check_answer(self, cards: list[Any]) -> None:
+        """An answer whose numbers the results cannot hold is unusable (retried)."""
+        cardgenius.check_answer(cards, self.mapped, self.settings.top_n)
 
     def body(self, row: dict[str, Any]) -> dict[str, float]:
         mapping = self.settings.mapping
