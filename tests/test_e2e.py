@@ -283,3 +283,33 @@ def test_hostile_numbers_in_answers_fail_their_rows_and_never_reach_the_outputs(
     book = openpyxl.load_workbook(tmp_path / "out" / "results.xlsx")
     numbers = [v for s in book for row in s.iter_rows(values_only=True) for v in row]
     assert all(math.isfinite(v) for v in numbers if isinstance(v, float))
+
+
+def test_every_output_of_a_mock_run_says_its_answers_are_simulated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.config import load_config
+    from pipeline.run import coordinator
+
+    source = write_csv(tmp_path / "users.csv", make_users(8))
+    config = load_config(write_config(tmp_path, source, processing={"processes": 1}))
+    assert coordinator.run(config, coordinator.RunOptions(progress="live")) == 0
+    assert "SIMULATED answers" in capsys.readouterr().out  # the live view's title
+    out = tmp_path / "out"
+    first = (out / "pipeline.log").read_text().splitlines()[0]
+    assert "SIMULATED answers: the embedded mock API answers this run" in first
+    summary = openpyxl.load_workbook(out / "results.xlsx")["Summary"]
+    lines = {row[0]: row[1] for row in summary.iter_rows(values_only=True)}
+    assert lines["answers from"] == "the embedded mock API (simulated)"
+    assert any(str(label).startswith("Simulated answers") for label in lines)
+
+    with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
+        url = server.base_url + "/cg/api/pro"
+        config = load_config(write_config(tmp_path, source, url=url, output={"dir": "live"}))
+        assert coordinator.run(config, coordinator.RunOptions(progress="live")) == 0
+    assert "SIMULATED" not in capsys.readouterr().out
+    assert "SIMULATED" not in (tmp_path / "live" / "pipeline.log").read_text()
+    summary = openpyxl.load_workbook(tmp_path / "live" / "results.xlsx")["Summary"]
+    lines = {row[0]: row[1] for row in summary.iter_rows(values_only=True)}
+    assert lines["answers from"] == url
+    assert not any(str(label).startswith("Simulated answers") for label in lines)

@@ -62,6 +62,8 @@ from pipeline.view.progress import LogProgress, NullProgress, Progress
 log = logging.getLogger("pipeline")
 TOP_CARDS_SHOWN = 5
 """Best cards listed under the run's table at its end."""
+SIMULATED = "SIMULATED answers: the embedded mock API answers this run, not the partner's"
+"""Said by the live view's title and the log's first lines whenever `[api] mock` is on."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ def _run(
     checked, undo = prepared
     # The workers start first (the pool): they import their modules while this process shards.
     with ops.watching(), ShardPool(config, layout) as pool:
+        if config.api.mock:
+            log.warning("%s ([api] mock = true; set it to false to call [api] url).", SIMULATED)
         info = _prepare(config, options, layout, checked)
         undo.disarm()  # from here on the folder holds a run worth keeping
         return _request(config, options, layout, pool, info, ops)
@@ -145,7 +149,8 @@ def _request(
         if options.merge:
             _preload_merge()
         with open_endpoint(config) as endpoint:
-            result = _execute(pool, endpoint, tasks, info, options.progress, ops)
+            title = SIMULATED if config.api.mock else ""
+            result = _execute(pool, endpoint, tasks, info, options.progress, ops, title)
         interrupted = result.interrupted or not all(r.finished for r in result.reports)
         outage = result.outage
         if options.retry_failed:
@@ -324,10 +329,11 @@ def _execute(
     info: dict[str, Any],
     progress_mode: str,
     ops: Operations,
+    title: str = "",
 ) -> PoolResult:
     """Run the tasks with the chosen progress view; record this invocation's summary."""
     total, layout = int(info["input"]["rows"]), pool.layout
-    with _progress(progress_mode) as (view, console):
+    with _progress(progress_mode, title) as (view, console):
         progress = ops.observe(view, int(info["input"]["shards"]), len(tasks))
         progress.start(total, total - _rows_to_do(layout, tasks, info))
         try:
@@ -357,7 +363,7 @@ def _print_top_cards(console: Console, layout: RunLayout) -> None:
 
 
 @contextlib.contextmanager
-def _progress(mode: str) -> Iterator[tuple[Progress, Console]]:
+def _progress(mode: str, title: str = "") -> Iterator[tuple[Progress, Console]]:
     """The view: "live" (rich, on a terminal), "log" (plain lines) or "none". While the live
     view runs, log lines are printed through its console so they do not tear the frame."""
     if mode == "none":
@@ -374,7 +380,7 @@ def _progress(mode: str) -> Iterator[tuple[Progress, Console]]:
         log.removeHandler(h)
     log.addHandler(handler)
     try:
-        yield LiveProgress(console), console
+        yield LiveProgress(console, title=title), console
     finally:
         log.removeHandler(handler)
         for h in plain:

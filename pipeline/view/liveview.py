@@ -61,10 +61,14 @@ class LiveProgress:
         console: Console,
         clock: Callable[[], float] = time.monotonic,
         refresh_per_second: float = 4.0,
+        title: str = "",
     ) -> None:
+        """`title`: a line shown above every frame ("" = none), e.g. that answers are
+        simulated."""
         if refresh_per_second <= 0:
             raise ValueError(f"refresh_per_second ({refresh_per_second}) must be more than 0")
         self.console = console
+        self.title = title
         self.clock = clock
         self.interval = 1.0 / refresh_per_second
         self.stats = RunStats(clock)
@@ -123,8 +127,11 @@ class LiveProgress:
         self.finish()
 
     def render(self) -> RenderableType:
-        """One frame of the view, from the stats as they are now."""
-        return render_facts(facts_of(self.stats), self.console.width)
+        """One frame of the view, from the stats as they are now, under the title if any."""
+        frame = render_facts(facts_of(self.stats), self.console.width)
+        if self.title:
+            return Group(Text(f" {self.title} ", style="bold black on yellow"), frame)
+        return frame
 
 
 def render_facts(f: Facts, width: int) -> RenderableType:
