@@ -114,3 +114,9 @@ class PermanentError(CallError):
 
 class AuthError(CallError):
     """HTTP 401: the partner token expired or is unknown; refresh it and call again."""
+
+
+class CredentialsRefused(CallError):
+    """The API refuses the key: the token endpoint turned it down, or a fresh token still
+    gets 401/403. No row can succeed with it, so the run stops (exit 4) instead of failing
+    every row; the message names the key's environment variable, never the key."""

@@ -16,7 +16,13 @@ from pipeline.api.client import (
     new_session,
     partner_urls,
 )
-from pipeline.errors import CallError, ErrorKind, PermanentError, TransientError
+from pipeline.errors import (
+    CallError,
+    CredentialsRefused,
+    ErrorKind,
+    PermanentError,
+    TransientError,
+)
 from pipeline.mockapi import MockServer, MockSettings, Rule, compute_response
 
 BODY = {"amazon_spends": 8000, "flipkart_spends": 1200, "grocery_spends_online": 3000}
@@ -130,7 +136,9 @@ def test_connection_refused_is_transient() -> None:
 
 def partner_endpoint(server: MockServer, key: str = "mock-key") -> Endpoint:
     url, token_url = partner_urls(server.base_url)
-    return Endpoint(url=url, auth="partner-token", token_url=token_url, api_key=key)
+    return Endpoint(
+        url=url, auth="partner-token", token_url=token_url, api_key=key, key_env="CG_KEY"
+    )
 
 
 def test_partner_urls() -> None:
@@ -170,21 +178,43 @@ def test_partner_token_flow_and_single_flight_refresh(mock_server: MockServer) -
     assert mock_server.stats()["by_path"]["/partner/token"] == 2
 
 
-def test_wrong_key_is_permanent_and_never_shown(mock_server: MockServer) -> None:
+def test_wrong_key_is_refused_naming_its_variable_never_the_key(mock_server: MockServer) -> None:
     endpoint = partner_endpoint(mock_server, key="s3cret-key")
     client = CardGeniusClient(endpoint, new_session(endpoint), TokenSource(endpoint, fetch_token))
-    with pytest.raises(PermanentError) as info:
+    with pytest.raises(CredentialsRefused) as info:
         client.call(BODY)
     assert info.value.http_status == 401
-    assert "s3cret" not in str(info.value)
+    assert str(info.value) == (
+        "the token endpoint refused the key in CG_KEY (HTTP 401: Invalid API key)"
+    )
     assert "s3cret" not in repr(endpoint)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_401_or_403_that_a_fresh_token_does_not_cure_refuses_the_key(
+    mock_server: MockServer, status: int
+) -> None:
+    endpoint = partner_endpoint(mock_server)
+    tokens = TokenSource(endpoint, fetch_token)
+    client = CardGeniusClient(endpoint, new_session(endpoint), tokens)
+    mock_server.add_rule(Rule({}, status, '{"status": "error", "message": "Key suspended"}'))
+    with pytest.raises(CredentialsRefused) as info:
+        client.call(BODY)
+    assert str(info.value) == (
+        f"HTTP {status}: Key suspended, with a fresh token for the key in CG_KEY"
+    )
+    assert tokens.refreshes == 2  # the first token, then one fresh one: no more
+    mock_server.clear_rules()
+    assert client.call(BODY).cards  # one 401 that a fresh token cures is no refusal
+    mock_server.add_rule(Rule({}, 401, "{}", times=1))
+    assert client.call(BODY).cards
 
 
 def test_token_fetch_closes_its_session(mock_server: MockServer) -> None:
     """The Session made for a token fetch is closed before the error leaves: a refused key's
     error (kept by the caller, with its traceback and so the Session) holds no connection."""
     endpoint = partner_endpoint(mock_server, key="wrong")
-    with pytest.raises(PermanentError) as info:
+    with pytest.raises(CredentialsRefused) as info:
         fetch_token(endpoint)
     deadline = time.monotonic() + 5.0
     while mock_server.open_connections() and time.monotonic() < deadline:

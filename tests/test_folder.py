@@ -81,6 +81,18 @@ def test_a_non_utf8_header_and_a_parquet_column_twice_are_one_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_key_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CG_NO_SUCH_KEY", raising=False)
+    source = write_csv(tmp_path / "users.csv", make_users(5))
+    api = {"auth": "partner-token", "key_env": "CG_NO_SUCH_KEY"}
+    config = write_config(tmp_path, source, url="http://127.0.0.1:1/cg/api/pro", api=api)
+    line = refused(["run", "--config", str(config)], capsys)
+    assert "environment variable CG_NO_SUCH_KEY is not set" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_changed_run_is_refused_without_touching_the_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,7 +23,14 @@ import requests
 
 from pipeline.api.cardgenius import BadBody, cards_of
 from pipeline.api.classify import Outcome, classify_status, parse_retry_after, status_kind
-from pipeline.errors import AuthError, CallError, ErrorKind, PermanentError, TransientError
+from pipeline.errors import (
+    AuthError,
+    CallError,
+    CredentialsRefused,
+    ErrorKind,
+    PermanentError,
+    TransientError,
+)
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 
@@ -37,6 +44,8 @@ class Endpoint:
     auth: str = "none"
     token_url: str = ""
     api_key: str = ""
+    key_env: str = ""
+    """The environment variable the key came from: messages name it, never the key."""
     timeout: float = 30.0
     connect_timeout: float = 5.0
     verify: str | bool = True
@@ -120,11 +129,20 @@ def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> 
             raise TransientError(failed, kind=kind) from None
         with response:
             status, content = response.status_code, response.content
+    if status in (401, 403):
+        raise CredentialsRefused(
+            f"the token endpoint refused the key in {endpoint.key_env or 'the environment'} "
+            f"(HTTP {status}{_detail(content)})",
+            kind=ErrorKind.HTTP_4XX,
+            http_status=status,
+        )
     outcome = classify_status(status)
     if outcome is not Outcome.SUCCESS:
         refused = outcome in (Outcome.PERMANENT, Outcome.AUTH)
         raise (PermanentError if refused else TransientError)(
-            f"token request answered HTTP {status}", kind=status_kind(status), http_status=status
+            f"token request answered HTTP {status}{_detail(content)}",
+            kind=status_kind(status),
+            http_status=status,
         )
     try:
         token = json.loads(content)["data"]["jwttoken"]
@@ -175,16 +193,33 @@ class CardGeniusClient:
         }
 
     def call(self, body: Mapping[str, Any]) -> Answer:
-        """One request; a 401 refreshes the token and tries once more (not an attempt)."""
+        """One request; a 401 or 403 refreshes the token and tries once more (not an
+        attempt). When the fresh token is refused too, the key is: CredentialsRefused."""
         token = self.tokens.get() if self.tokens else None
         try:
             return self._call_once(body, token)
-        except AuthError:
+        except (AuthError, PermanentError) as exc:
+            if exc.http_status not in (401, 403):
+                raise
             if self.tokens is None or token is None:
-                raise PermanentError(
-                    "HTTP 401 without partner-token auth", kind=ErrorKind.HTTP_4XX, http_status=401
-                ) from None
+                if isinstance(exc, AuthError):
+                    raise PermanentError(
+                        f"{exc.message} without partner-token auth",
+                        kind=ErrorKind.HTTP_4XX,
+                        http_status=401,
+                    ) from None
+                raise
+        try:
             return self._call_once(body, self.tokens.refresh(token))
+        except (AuthError, PermanentError) as exc:
+            if exc.http_status not in (401, 403):
+                raise
+            raise CredentialsRefused(
+                f"{exc.message}, with a fresh token for the key in "
+                f"{self.endpoint.key_env or 'the environment'}",
+                kind=ErrorKind.HTTP_4XX,
+                http_status=exc.http_status,
+            ) from None
 
     def _call_once(self, body: Mapping[str, Any], token: str | None) -> Answer:
         data = json.dumps(body, separators=(",", ":")).encode()

@@ -35,6 +35,14 @@ def mock_settings(config: Config) -> Any:
     )
 
 
+def check_key(config: Config) -> None:
+    """Raise ConfigError when partner-token auth has no key to send (the mock has its own).
+    A run checks this before it writes anything: a usage error leaves no state."""
+    api = config.api
+    if api.auth == "partner-token" and not api.mock and not os.environ.get(api.key_env):
+        raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
+
+
 @contextlib.contextmanager
 def open_endpoint(config: Config) -> Iterator[Endpoint]:
     """The endpoint to call; with `[api] mock = true`, a mock API started for the run."""
@@ -53,14 +61,14 @@ def open_endpoint(config: Config) -> Iterator[Endpoint]:
             log.info("Started the mock CardGenius API on %s", mock.base_url)
         token_url = ""
         if api.auth == "partner-token":
-            if not key:
-                raise ConfigError(f"[api] key_env: environment variable {api.key_env} is not set")
+            check_key(config)
             url, token_url = partner_urls(url)
         yield Endpoint(
             url=url,
             auth=api.auth,
             token_url=token_url,
             api_key=key,
+            key_env=api.key_env,
             timeout=api.timeout,
             connect_timeout=api.connect_timeout,
             verify=verify,

@@ -25,13 +25,14 @@ from rich.console import Console
 
 from pipeline import schema
 from pipeline.api.client import Endpoint
-from pipeline.api.endpoint import open_endpoint
+from pipeline.api.endpoint import check_key, open_endpoint
 from pipeline.config import Config
 from pipeline.errors import (
     EXIT_FAILED_ROWS,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_OUTAGE,
+    RefusedError,
     RunStateError,
 )
 from pipeline.merge import read_outcome_counts
@@ -126,6 +127,7 @@ def _preflight(
     from pipeline.inputs.shard import check_input  # polars: see _shard
 
     check_folder(layout.root)
+    check_key(config)
     check_input(
         config.input.path, config.input.id_column, config.value_columns, config.input.sheet or None
     )
@@ -144,6 +146,7 @@ def _request(
     tasks = _tasks(layout, options.retry_failed)
     started = time.monotonic()
     interrupted = outage = False
+    refused = ""
     if tasks:
         log.info("Requesting %d shard(s): %s", len(tasks), _settings_line(config))
         if options.merge:
@@ -152,7 +155,7 @@ def _request(
             title = SIMULATED if config.api.mock else ""
             result = _execute(pool, endpoint, tasks, info, options.progress, ops, title)
         interrupted = result.interrupted or not all(r.finished for r in result.reports)
-        outage = result.outage
+        outage, refused = result.outage, result.refused
         if options.retry_failed:
             retried = sum(r.retried_rows for r in result.reports)
             recovered = sum(r.recovered for r in result.reports)
@@ -161,6 +164,11 @@ def _request(
         log.info("Nothing to request: every shard of %s is finished.", layout.root)
     pool.close()  # the workers exit while the invocation is recorded and merged
     runinfo.record_invocation(layout, time.monotonic() - started, finished=not interrupted)
+    if refused:
+        raise RefusedError(
+            f"{refused}. No row was marked failed, and the finished ones are saved in "
+            f"{layout.root}: fix this, then run the same command again to go on"
+        )
     if outage:
         log.error(
             "Stopped: the API stayed unavailable for longer than [retry] give_up_after "

@@ -51,6 +51,8 @@ class PoolResult:
     interrupted: bool = False
     outage: bool = False
     """Stopped because the API stayed down longer than `[retry] give_up_after`."""
+    refused: str = ""
+    """Stopped because the API refuses the run (traffic/refusal.py): why; "" = it does not."""
 
 
 class ShardPool:
@@ -147,7 +149,12 @@ class ShardPool:
             except BaseException:
                 self.stop.set()
                 raise
-        return PoolResult(reports, interrupted=self.stop.is_set(), outage=watch.gave_up)
+        # A refusal travels on the events (to stop the others at once) and in the report of
+        # its shard (which may come back before its event does).
+        refused = watch.refused or next((r.refused for r in reports if r.refused), "")
+        return PoolResult(
+            reports, interrupted=self.stop.is_set(), outage=watch.gave_up, refused=refused
+        )
 
     def _collect(
         self,

@@ -20,6 +20,7 @@ from pipeline.run.tasks import WorkerSettings
 from pipeline.state.answers import AnswerCache, read_repeated
 from pipeline.state.store import RunLayout
 from pipeline.traffic.limiter import Limiter
+from pipeline.traffic.refusal import RefusalJudge
 
 
 class WorkerProcess:
@@ -39,6 +40,8 @@ class WorkerProcess:
         """Every thread's client, for `close`."""
         self.clients_lock = threading.Lock()
         self.rng = random.Random()
+        self.judge = RefusalJudge()
+        """Whether the API refuses the run: one per process, for the shards it runs in turn."""
         endpoint = settings.endpoint
         self.tokens = TokenSource(endpoint, fetch_token) if endpoint.auth != "none" else None
         self.repeated = read_repeated(self.layout.repeated_file) if settings.dedupe else {}

@@ -25,10 +25,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline import schema
-from pipeline.errors import CallError, PermanentError
+from pipeline.errors import CallError, CredentialsRefused, PermanentError
 from pipeline.run.attempt import Attempt, make_attempt
 from pipeline.run.batching import CheckpointBatch
 from pipeline.run.dedupe import COPY, WAIT, DedupeBook
@@ -38,6 +39,7 @@ from pipeline.run.schedule import RetrySchedule
 from pipeline.run.shardfiles import KEY, Saver, parked_answers, read_shard, write_result
 from pipeline.run.tally import DONE, ShardTally, shard_state
 from pipeline.run.tasks import ShardReport, ShardTask
+from pipeline.traffic.refusal import FAIL, HOLD, REFUSE, RELEASE
 from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
 
 HOUSEKEEPING_SECONDS = 0.1
@@ -78,6 +80,9 @@ class ShardRun:
                 clock=clock,
             )
         self.lane_error: BaseException | None = None
+        self.held: list[tuple[Attempt, CallError]] = []
+        """Rows whose permanent error waits for the judge's verdict (traffic/refusal.py)."""
+        self.refused = ""
         self.saver = Saver(process, task.name)
         """The shard's own thread only."""
 
@@ -86,6 +91,8 @@ class ShardRun:
         self.process.limiter.shard_started()
         try:
             self._loop()
+            with self.cond:
+                self._settle_held()
         finally:
             self.process.limiter.shard_ended()
             self._stop_lanes()
@@ -210,13 +217,17 @@ class ShardRun:
         if a.outcome is not None:
             self.tally.answered(a.outcome[schema.LATENCY_MS])
             self._finish(a.outcome)
-            return self._answer_followers(a.row, a.outcome, final=True)
+            released = self.process.judge.answered() and self._release_held()
+            return self._answer_followers(a.row, a.outcome, final=True) or released
         error = a.error
         assert error is not None
         self.tally.error(error.kind.value)
         policy, limiter = self.process.settings.policy, self.process.limiter
+        if isinstance(error, CredentialsRefused):
+            self._refuse(f"the API refused the credentials: {error.message}")
+            return False  # the row stays pending: it is not its fault
         if isinstance(error, PermanentError):
-            return self._failed(a, error)
+            return self._permanent(a, error)
         if error.retry_after is not None and error.retry_after > policy.retry_after_max:
             limiter.trip(policy.retry_after_max)  # too long to honour: treat as an outage
         if limiter.outage_seconds() > 0:
@@ -232,6 +243,40 @@ class ShardRun:
             limiter.pause_for(delay)
         self.retries.add(a.row, a.attempts, delay)
         return True
+
+    def _permanent(self, a: Attempt, error: CallError) -> bool:
+        """A permanent error: the row fails, unless the judge holds it (the API may refuse
+        the run). `rerun-failed` retries known failures: they fail again as before."""
+        judge = self.process.judge
+        verdict = FAIL if self.task.retry_failed else judge.permanent(error.message)
+        if verdict in (HOLD, REFUSE):
+            self.held.append((a, error))
+            if verdict == REFUSE:
+                self._refuse(f"the API refused the run: {judge.refusal}")
+            return False
+        released = verdict == RELEASE and self._release_held()
+        return self._failed(a, error) or released
+
+    def _release_held(self) -> bool:
+        """The held rows fail with their own errors (the API answers others)."""
+        held, self.held = self.held, []
+        return any([self._failed(a, error) for a, error in held])
+
+    def _settle_held(self) -> None:
+        """At the shard's end, rows still held: the judge refuses the run, or they fail."""
+        if self.held and not self.refused:
+            refusal = self.process.judge.shard_ended()
+            if refusal:
+                self._refuse(f"the API refused the run: {refusal}")
+            else:
+                self._release_held()
+
+    def _refuse(self, reason: str) -> None:
+        """Tell the coordinator at once, and stop sending: the run stops with exit 4."""
+        if not self.refused:
+            self.refused = reason
+            self.process.events.put(replace(self._take_event(), refused=reason))
+            self.process.stop.set()
 
     def _failed(self, a: Attempt, error: CallError) -> bool:
         outcome = new_outcome(a.row, self.columns, schema.FAILED, error.http_status, a.attempts)
@@ -292,7 +337,7 @@ class ShardRun:
         name, tally = self.task.name, self.tally
         if len(self.outcomes) < len(rows):  # stopped midway: the checkpoint keeps what is done
             self.process.events.put(self._take_event())
-            return ShardReport(name, False, requests=tally.this_run_requests)
+            return ShardReport(name, False, requests=tally.this_run_requests, refused=self.refused)
         ordered = [self.outcomes[row[schema.ROW]] for row in rows]
         write_result(self.process, name, ordered)
         self.process.events.put(self._take_event(DONE))

@@ -52,3 +52,5 @@ class ShardReport:
     """Rows requested in this invocation (for rerun-failed: the failed rows retried)."""
     recovered: int = 0
     """Of those, rows that ended ok or no_cards."""
+    refused: str = ""
+    """Why the API refuses the run, if this shard found that it does (traffic/refusal.py)."""

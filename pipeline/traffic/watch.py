@@ -50,8 +50,14 @@ class TrafficWatch:
         self.gave_up = False
         self.ceiling = p.rate_limit
         """The rate ceiling in force: `[processing] rate_limit`, or the operator's since."""
+        self.refused = ""
+        """Why the API refuses the run, as the first worker to see it said; "" = it does not."""
 
     def event(self, event: WorkerEvent) -> None:
+        if event.refused and not self.refused:
+            self.refused = event.refused
+            log.error("The API refuses the run: %s. Stopping; state saved.", event.refused)
+            self.stop.set()
         self.pending.append(event)
         if not self.served.samples:
             self.served.add(-EVENT_SECONDS, 0)

@@ -42,6 +42,9 @@ class WorkerEvent:
     """Error answers by kind: http_429, http_5xx, http_4xx, timeout, connection, bad_body."""
     latencies_ms: tuple[float, ...] = ()
     """Latency of each answer received."""
+    refused: str = ""
+    """Why the API refuses the run (credentials, one error for everything); "" = it does not.
+    The coordinator stops the run on the first event that says so (exit 4)."""
 
 
 @dataclass(frozen=True)
