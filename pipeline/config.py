@@ -20,7 +20,7 @@ import tomllib
 
 from pipeline.api.cardgenius import REQUEST_FIELDS, derived_fields
 from pipeline.errors import ConfigError
-from pipeline.schema import RESERVED
+from pipeline.schema import OUTCOME_FIELDS, RESERVED
 
 EXCEL_MAX_COLUMNS = 16_384
 RESULTS_SPARE_COLUMNS = 16
@@ -376,6 +376,9 @@ def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
         fail("output.excel", "must be a file name ending in .xlsx")
 
 
+_OUTCOME_NAMES = [name for name, _ in OUTCOME_FIELDS]
+
+
 def _check_names(where: str, c: Config, derived: set[str]) -> None:
     """The id column and the mapped columns go into the results beside the pipeline's own
     columns; one named like those (`status`, `top1_card_id`, ...) would be overwritten, so it
@@ -385,8 +388,8 @@ def _check_names(where: str, c: Config, derived: set[str]) -> None:
             key = "[input] id_column" if name == c.input.id_column else "[request]"
             raise ConfigError(
                 f"{where}: {key}: input column {name!r} has the name of a result column; "
-                "rename it in the input file (result columns: status, http_status, attempts, "
-                "latency_ms, error, cards_returned, best_card_savings_gap, top<k>_...)"
+                f"rename it in the input file (result columns: {', '.join(_OUTCOME_NAMES)}, "
+                "cards_returned, best_card_savings_gap, top<k>_...)"
             )
 
 
