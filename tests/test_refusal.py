@@ -135,7 +135,8 @@ def test_one_permanent_error_for_everything_stops_the_run(
 def test_a_changed_api_stops_the_run_quoting_its_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = '{"success": false, "message": "unknown field amazon_spends", "error_code": "X"}'
+    # The API's message is quoted on one line, whatever it holds.
+    body = '{"success": false, "message": "unknown field\\n amazon_spends", "error_code": "X"}'
     with MockServer(MockSettings(latency_ms=0, jitter_ms=0)) as server:
         server.add_rule(Rule({}, 400, body))
         source = write_csv(tmp_path / "users.csv", make_users(8))  # fewer rows than ten

@@ -287,7 +287,8 @@ def _detail(content: bytes) -> str:
     except ValueError:
         return ""
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
-        return f": {payload['message'][:200]}"
+        # One line: it may end up quoted in the one-line message of a refused run.
+        return f": {' '.join(payload['message'].split())[:200]}"
     return ""
 
 
