@@ -263,8 +263,9 @@ class ShardRun:
         return any([self._failed(a, error) for a, error in held])
 
     def _settle_held(self) -> None:
-        """At the shard's end, rows still held: the judge refuses the run, or they fail."""
-        if self.held and not self.refused:
+        """At the shard's end, rows still held: the judge refuses the run, or they fail. When
+        the run is stopping (Ctrl+C), they stay pending for the next run to judge."""
+        if self.held and not self.refused and not self.process.stop.is_set():
             refusal = self.process.judge.shard_ended()
             if refusal:
                 self._refuse(f"the API refused the run: {refusal}")
