@@ -79,11 +79,16 @@ class Answer:
     latency_ms: float
 
 
+REFUSALS_IN_A_ROW = 3
+
+
 class TokenSource:
     """The partner token of one process, shared by its threads.
 
     After a 401 each thread calls `refresh(stale)`: the first one fetches a new token, the
-    others wait for it and reuse it (single flight).
+    others wait for it and reuse it (single flight). `refused_in_a_row` counts the calls
+    whose fresh token was refused too, since the last answer: one can be a token that expired
+    at once (a race); `REFUSALS_IN_A_ROW` of them are a key the API refuses.
     """
 
     def __init__(self, endpoint: Endpoint, fetch: Callable[[Endpoint], str]) -> None:
@@ -92,6 +97,7 @@ class TokenSource:
         self._lock = threading.Lock()
         self._token: str | None = None
         self.refreshes = 0
+        self.refused_in_a_row = 0
 
     def get(self) -> str:
         with self._lock:
@@ -194,10 +200,16 @@ class CardGeniusClient:
 
     def call(self, body: Mapping[str, Any]) -> Answer:
         """One request; a 401 or 403 refreshes the token and tries once more (not an
-        attempt). When the fresh token is refused too, the key is: CredentialsRefused."""
-        token = self.tokens.get() if self.tokens else None
+        attempt). A fresh token refused too is a transient error, until it happens
+        `REFUSALS_IN_A_ROW` times with no answer between: then the key is refused
+        (CredentialsRefused)."""
+        tokens = self.tokens
+        token = tokens.get() if tokens else None
         try:
-            return self._call_once(body, token)
+            answer = self._call_once(body, token)
+            if tokens is not None and tokens.refused_in_a_row:
+                tokens.refused_in_a_row = 0
+            return answer
         except (AuthError, PermanentError) as exc:
             if exc.http_status not in (401, 403):
                 raise
@@ -210,10 +222,16 @@ class CardGeniusClient:
                     ) from None
                 raise
         try:
-            return self._call_once(body, self.tokens.refresh(token))
+            answer = self._call_once(body, self.tokens.refresh(token))
+            self.tokens.refused_in_a_row = 0
+            return answer
         except (AuthError, PermanentError) as exc:
             if exc.http_status not in (401, 403):
                 raise
+            self.tokens.refused_in_a_row += 1
+            if self.tokens.refused_in_a_row < REFUSALS_IN_A_ROW:
+                message = f"{exc.message}, with a fresh token"
+                raise TransientError(message, kind=exc.kind, http_status=exc.http_status) from None
             raise CredentialsRefused(
                 f"{exc.message}, with a fresh token for the key in "
                 f"{self.endpoint.key_env or 'the environment'}",
