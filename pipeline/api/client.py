@@ -86,9 +86,10 @@ class TokenSource:
     """The partner token of one process, shared by its threads.
 
     After a 401 each thread calls `refresh(stale)`: the first one fetches a new token, the
-    others wait for it and reuse it (single flight). `refused_in_a_row` counts the calls
-    whose fresh token was refused too, since the last answer: one can be a token that expired
-    at once (a race); `REFUSALS_IN_A_ROW` of them are a key the API refuses.
+    others wait for it and reuse it (single flight). `refused_in_a_row` counts the fresh
+    tokens (each once, however many threads used it) refused since the last answer: one can
+    be a token that expired at once (a race); `REFUSALS_IN_A_ROW` of them are a key the API
+    refuses.
     """
 
     def __init__(self, endpoint: Endpoint, fetch: Callable[[Endpoint], str]) -> None:
@@ -98,6 +99,15 @@ class TokenSource:
         self._token: str | None = None
         self.refreshes = 0
         self.refused_in_a_row = 0
+        self._last_refused: str | None = None
+
+    def refused(self, token: str) -> int:
+        """A call with the fresh `token` was refused: fresh tokens refused in a row."""
+        with self._lock:
+            if token != self._last_refused:
+                self._last_refused = token
+                self.refused_in_a_row += 1
+            return self.refused_in_a_row
 
     def get(self) -> str:
         with self._lock:
@@ -221,15 +231,15 @@ class CardGeniusClient:
                         http_status=401,
                     ) from None
                 raise
+        fresh = self.tokens.refresh(token)
         try:
-            answer = self._call_once(body, self.tokens.refresh(token))
+            answer = self._call_once(body, fresh)
             self.tokens.refused_in_a_row = 0
             return answer
         except (AuthError, PermanentError) as exc:
             if exc.http_status not in (401, 403):
                 raise
-            self.tokens.refused_in_a_row += 1
-            if self.tokens.refused_in_a_row < REFUSALS_IN_A_ROW:
+            if self.tokens.refused(fresh) < REFUSALS_IN_A_ROW:
                 message = f"{exc.message}, with a fresh token"
                 raise TransientError(message, kind=exc.kind, http_status=exc.http_status) from None
             raise CredentialsRefused(
