@@ -242,3 +242,40 @@ def test_dedupe_can_be_turned_off(tmp_path: Path) -> None:
         )
         assert main(["run", "--config", str(config), "--no-progress"]) == 0
         assert server.stats()["calculate"] == 40
+
+
+def test_bodies_that_differ_in_the_bytes_sent_are_both_requested(tmp_path: Path) -> None:
+    """2.675 is sent as 2.67 (Python's rounding of that float); 2.68 is another body, and gets
+    its own answer, however a dataframe library would round the two."""
+    users = make_users(10, seed=5)
+    users += [dict(users[0], user_id="R1", amazon=2.675), dict(users[0], user_id="R2", amazon=2.68)]
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=2, jitter_ms=1)) as server:
+        url = server.base_url + "/cg/api/pro"
+        config = write_config(tmp_path, source, url=url, processing={"processes": 1})
+        assert main(["run", "--config", str(config), "--no-progress"]) == 0
+        assert server.stats()["calculate"] == unique_bodies(users)
+    rows = {r["user_id"]: r for r in results(tmp_path / "out").to_pylist()}
+    assert rows["R1"]["attempts"] == 1 and rows["R2"]["attempts"] == 1
+
+
+def test_the_answer_a_twin_gets_replaces_the_release_for_later_twins(tmp_path: Path) -> None:
+    users = twins_across_shards(base=30, copies=3)  # users[0]'s twins: rows 30 and 60
+    source = write_csv(tmp_path / "users.csv", users)
+    with MockServer(MockSettings(latency_ms=2, jitter_ms=1)) as server:
+        server.add_rule(Rule(body_of(users[0]), 503, "<html>busy</html>", times=2))
+        config = write_config(
+            tmp_path,
+            source,
+            url=server.base_url + "/cg/api/pro",
+            # One process: the shards run in order, so row 30 is answered before row 60 starts.
+            processing={"processes": 1, "max_workers": 4, "shard_size": 30},
+            retry={"max_attempts": 2, "backoff_initial": 0.01, "backoff_max": 0.02},
+        )
+        assert main(["run", "--config", str(config), "--no-progress"]) == 1
+        # The owner's two failed attempts, row 30's request; row 60 copies row 30's answer.
+        assert server.stats()["calculate"] == unique_bodies(users) + 2
+    rows = {r["user_id"]: r for r in results(tmp_path / "out").to_pylist()}
+    assert rows["X00000"]["status"] == "failed"
+    assert rows["X00030"]["attempts"] == 1 and rows["X00030"]["status"] in ("ok", "no_cards")
+    assert rows["X00060"]["attempts"] == 0 and rows["X00060"]["status"] == rows["X00030"]["status"]

@@ -8,6 +8,8 @@ The protocol as the pipeline uses it is described in docs/cardgenius-api.md.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,6 +62,25 @@ def build_body(values: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
         # Whole rupees go out as ints, so the body reads as a person would write it.
         body[api_field] = int(total) if float(total).is_integer() else round(total, 2)
     return body
+
+
+def body_bytes(body: Mapping[str, float]) -> bytes:
+    """The exact bytes sent for a body: compact JSON, keys sorted, so that the same body is the
+    same bytes whatever the order of the `[request]` mapping."""
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def body_key(data: bytes) -> int:
+    """A body's identity: its bytes (`body_bytes`) hashed with BLAKE2b to 128 bits. Dedupe,
+    the answer stores and `plan` all key on it; it depends on nothing but the bytes, so it
+    stays the same across library upgrades and machines (at 10^8 bodies, the odds of two
+    sharing a key are about 10^-23)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+
+
+def key_text(key: int) -> str:
+    """A body key as 32 hex digits, as the stores hold it."""
+    return f"{key:032x}"
 
 
 def cards_of(payload: Any, *, wrapped: bool) -> list[Mapping[str, Any]]:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from pipeline.api.cardgenius import BadBody, cards_of
+from pipeline.api.cardgenius import BadBody, body_bytes, cards_of
 from pipeline.api.classify import Outcome, classify_status, parse_retry_after, status_kind
 from pipeline.errors import (
     AuthError,
@@ -250,7 +250,7 @@ class CardGeniusClient:
             ) from None
 
     def _call_once(self, body: Mapping[str, Any], token: str | None) -> Answer:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = body_bytes(body)  # the bytes its key (`cardgenius.body_key`) was made from
         started = self._clock()
         try:
             response = self._post(data, token)

@@ -11,14 +11,13 @@ The arithmetic (`sustained_rps`, `burst_rps`, `load_figures`) is pure, on plain 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
 from pipeline.api import cardgenius
 from pipeline.config import Config, MockConfig
@@ -29,7 +28,7 @@ from pipeline.inputs.readers import read_batches
 from pipeline.inputs.validate import RowChecker
 from pipeline.plan.probe import ProbeResult, mean, run_probe
 from pipeline.plan.report import render_report
-from pipeline.schema import INVALID
+from pipeline.state.answers import body_keys, key_series
 
 log = logging.getLogger("pipeline")
 
@@ -180,44 +179,42 @@ def scan_input(config: Config, samples: int = 0) -> InputFacts:
 
     Rows are read and checked in batches by a run's own reader and checker (readers.py and
     validate.py: same value cleaning, same invalid rows, repeated ids included). Each valid
-    row's body is computed as `cardgenius.build_body` would and kept as a 64-bit hash: 8 bytes
-    per distinct body.
+    row's body is known by the key a run gives it (`answers.body_keys`: the hash of the bytes
+    that are sent), kept in 16 bytes per distinct body.
     """
     mapping = list(config.request.items())
     values = list(config.value_columns)
     id_column = config.input.id_column
     checker = RowChecker(id_column, values)
     hashes: list[pl.Series] = []
-    kept: dict[tuple[tuple[str, float], ...], Mapping[str, float]] = {}
+    kept: dict[int, Mapping[str, float]] = {}
     batches = read_batches(config.input.path, [id_column, *values], config.input.sheet or None)
     with contextlib.closing(batches):
         for batch in batches:
-            frame = pl.DataFrame(pl.from_arrow(checker.check(batch)))
-            valid = frame.filter(pl.col(INVALID).is_null())
-            if not valid.height:
-                continue
-            totals = _body_totals(valid, mapping)
-            hashes.append(totals.hash_rows().unique())
+            checked = checker.check(batch)
+            keys = body_keys(checked, mapping)
+            hashes.append(key_series(keys).drop_nulls().unique())
             if len(hashes) > _COMPACT_EVERY:
                 hashes = [pl.concat(hashes).unique()]
-            for row in totals.head(samples - len(kept)).iter_rows(named=True):
-                body = cardgenius.build_body({k: (v,) for k, v in row.items()})
-                kept.setdefault(tuple(sorted(body.items())), body)
+            if len(kept) < samples:
+                _keep_samples(checked, mapping, keys, kept, samples)
     unique = pl.concat(hashes).n_unique() if hashes else 0
     return InputFacts(checker.rows, checker.invalid, unique, tuple(kept.values()))
 
 
-def _body_totals(valid: pl.DataFrame, mapping: list[tuple[str, tuple[str, ...]]]) -> pl.DataFrame:
-    """One column per API field: the body's value, as `build_body` makes it."""
-    # Added left to right, as Python's sum() does, so the floats come out identical.
-    totals = valid.select(
-        functools.reduce(operator.add, [pl.col(c) for c in columns]).alias(field)
-        for field, columns in mapping
-    )
-    for name in totals.columns:
-        column = totals[name]
-        fractional = (column != column.floor()).arg_true()
-        if len(fractional):  # Python's round(), not polars': they differ on halves like 2.675
-            exact = [round(v, 2) for v in column.gather(fractional).to_list()]
-            totals = totals.with_columns(column.scatter(fractional, exact))
-    return totals
+def _keep_samples(
+    checked: pa.Table,
+    mapping: list[tuple[str, tuple[str, ...]]],
+    keys: list[int | None],
+    kept: dict[int, Mapping[str, float]],
+    samples: int,
+) -> None:
+    """The first distinct bodies, for a probe."""
+    for i, key in enumerate(keys):
+        if len(kept) >= samples:
+            return
+        if key is not None and key not in kept:
+            row = {c: checked.column(c)[i].as_py() for _, cols in mapping for c in cols}
+            kept[key] = cardgenius.build_body(
+                {f: tuple(row[c] for c in cols) for f, cols in mapping}
+            )
