@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline import cli_reuse
 from pipeline.config import Config, load_config
 from pipeline.errors import EXIT_OK, PipelineError
 
@@ -44,6 +45,7 @@ def add_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         _add_mock_api,
     ):
         add(sub, common)
+    cli_reuse.add_commands(sub, common, _config)
 
 
 def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -76,6 +78,7 @@ def _run_flags(cmd: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="discard the output folder's state, start over"
     )
     cmd.add_argument("--limit", type=int, help="only the first N input rows (a trial run)")
+    cli_reuse.run_flags(cmd)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -98,7 +101,11 @@ def _run_options(args: argparse.Namespace, retry_failed: bool) -> Any:
             "rerun-failed --fresh: rerun-failed retries the failed rows of the run in the "
             "output folder; to discard that run and start over, use `pipeline run --fresh`"
         )
+    cli_reuse.check_min_change(args.min_change)
     return RunOptions(
+        answers="refresh" if args.refresh else "offline" if args.offline else "reuse",
+        compare_with=args.compare_with,
+        min_change=args.min_change,
         fresh=args.fresh,
         merge=not args.no_merge,
         limit=args.limit,

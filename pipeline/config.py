@@ -11,6 +11,7 @@ command line are taken from the working folder.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +28,24 @@ RESULTS_SPARE_COLUMNS = 16
 """Results columns kept free below Excel's limit for the columns the workbook adds itself
 (when the answer came, whether it was reused, ...), so `top_n` is refused here, at load,
 rather than by the merge after every request was paid for."""
+
+DEFAULT_MAX_AGE = "35d"
+"""Users are run again about monthly (a spend table refresh): 35 days lets next month's run,
+a few days late included, reuse the unchanged users' answers, while no answer is reused after
+more than about one cycle of the partner's offers. After a known change of the card
+catalogue, `run --refresh` asks everything again."""
+_AGE_UNITS = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_age(text: str) -> float:
+    """An age like "7d", "36h", "30m", "90s" in seconds; "0" is 0. ValueError if not one."""
+    text = text.strip().lower()
+    if text == "0":
+        return 0.0
+    number, unit = text[:-1], text[-1:]
+    if unit not in _AGE_UNITS or not number.isdigit():
+        raise ValueError(f'{text!r} is not an age like "30d", "12h", "30m" or "0"')
+    return int(number) * _AGE_UNITS[unit]
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    path: str = ""
+    """The answer store's folder, shared by every run; "" = the user's cache folder."""
+    max_age: str = DEFAULT_MAX_AGE
+    """Reuse a stored answer younger than this ("7d", "36h", "30m"); "0" = never reuse."""
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     request: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -134,6 +161,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     source: Path | None = None
     """The file this config came from; None for defaults."""
 
@@ -159,6 +187,7 @@ _TABLES: dict[str, type] = {
     "output": OutputConfig,
     "notify": NotifyConfig,
     "metrics": MetricsConfig,
+    "cache": CacheConfig,
 }
 
 
@@ -372,6 +401,10 @@ def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
         fail("metrics.port", "must be between 0 (off) and 65535")
     if not c.metrics.host.strip():
         fail("metrics.host", "must name an address, e.g. 127.0.0.1")
+    try:
+        parse_age(c.cache.max_age)
+    except ValueError as exc:
+        fail("cache.max_age", str(exc).partition(" is ")[2])
     if not c.output.excel.lower().endswith(".xlsx") or "/" in c.output.excel:
         fail("output.excel", "must be a file name ending in .xlsx")
 
@@ -396,3 +429,14 @@ def _check_names(where: str, c: Config, derived: set[str]) -> None:
 def _get(config: Config, key: str) -> Any:
     table, _, name = key.partition(".")
     return getattr(getattr(config, table), name)
+
+
+def cache_dir(config: Config) -> Path:
+    """The answer store's folder: `[cache] path` (relative to the config file's folder), or
+    the user's cache folder (XDG_CACHE_HOME, else ~/.cache) when it is empty."""
+    if config.cache.path:
+        path = Path(config.cache.path).expanduser()
+        base = config.source.parent if config.source else Path.cwd()
+        return path if path.is_absolute() else base / path
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "cardgenius-pipeline"

@@ -16,6 +16,8 @@ Result shard (one per finished input shard, written by run/shardfiles.py), in in
                         connection, bad_body, other); null when it did not fail, and in
                         result shards written before the column existed
     error      string   what went wrong; null for ok and no_cards
+    answered_at string  when the answer was fetched (UTC, ISO 8601); null without one
+    reused     bool     the answer came from the answer store, fetched by an earlier run
     <derived>           cards_returned, best_card_savings_gap, top{k}_* (api/cardgenius.py)
 """
 
@@ -34,6 +36,8 @@ ATTEMPTS = "attempts"
 LATENCY_MS = "latency_ms"
 ERROR_KIND = "error_kind"
 ERROR = "error"
+ANSWERED_AT = "answered_at"
+REUSED = "reused"
 
 OK = "ok"
 NO_CARDS = "no_cards"
@@ -48,6 +52,8 @@ OUTCOME_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     (LATENCY_MS, pa.float64()),
     (ERROR_KIND, pa.string()),
     (ERROR, pa.string()),
+    (ANSWERED_AT, pa.string()),
+    (REUSED, pa.bool_()),
 )
 
 # Names a user's id or input column must not take, because result shards use them.

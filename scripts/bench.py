@@ -3,18 +3,19 @@
     .venv/bin/python scripts/bench.py SCENARIO [--quick] [--rows N] [--rounds K]
     .venv/bin/python scripts/bench.py all --quick          # what CI runs (tests/test_bench.py)
 
-Scenarios: overhead (1), latency (2), saturation (2b), cards100 (3), ratelimit (4),
-server429 (5), sharding (6), merge (7), kill (8). Each starts its own mock API in a process of
-its own on loopback (every contender calls the same one), runs the contenders in turn, round
-after round (A B A B ...), and prints one Markdown table row per contender: medians over the
-rounds of users/s (wall time of the whole command), requests/s seen at the mock, client CPU
-per user (the contender's whole process tree), peak RSS (summed over the tree), the mock's
-CPU per request, and the median per-round ratio to the scenario's reference. The machine is
-shared and noisy: read the ratios, not the absolute numbers. The contenders:
+Scenarios: overhead (1), latency (2), saturation (2b), cards100 (3), ratelimit (4), server429
+(5), sharding (6), merge (7), kill (8), cache (9), compare (10). Each starts its own mock API
+in a process of its own on loopback (every contender calls the same one), runs the contenders
+in turn, round after round (A B A B ...), and prints one Markdown table row per contender:
+medians over the rounds of users/s (wall time of the whole command), requests/s seen at the
+mock, client CPU per user (the contender's whole process tree), peak RSS (summed over the
+tree), the mock's CPU per request, and the median per-round ratio to the scenario's reference.
+The machine is shared and noisy: read the ratios, not the absolute numbers. The contenders:
 
 - pipeline: `python -m pipeline run --config C --no-progress`, as a user runs it, with
-  `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false` so that
-  every contender sends one request per row;
+  `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false` and an
+  answer store of its own with `max_age = "0"` (answers stored, none reused), so that every
+  contender sends one request per row;
 - bare loop: scripts/bench/bareloop.py, the same processes x threads of plain `requests`,
   one Session per thread (`trust_env` off), parsing the JSON, nothing else;
 - thread-pool script: scripts/bench/threadpool.py, the single-process script in use today
@@ -385,6 +386,22 @@ def kill(args: Args) -> list[Row]:
     return rows
 
 
+def cache(args: Args) -> list[Row]:
+    """9. The answer store: lookups against a zero-latency run; bytes per stored answer."""
+    from bench.storebench import answer_store
+
+    users = _size(args, 600, 10000)
+    path = data.users_file(args.data_dir, users)
+    return answer_store(path, users, 2000 if args.quick else 100_000, _rounds(args))
+
+
+def compare(args: Args) -> list[Row]:
+    """10. `pipeline compare` of two runs: time and memory at 2,000,000 users a side."""
+    from bench.storebench import compare_rows
+
+    return [compare_rows(_size(args, 50_000, 2_000_000))]
+
+
 def settle(mock: BenchMock, quiet_s: float = 3.0, limit_s: float = 15.0):  # type: ignore[no-untyped-def]
     """What the mock saw once no request has arrived for `quiet_s` (orphans have stopped)."""
     deadline = time.monotonic() + limit_s
@@ -408,6 +425,8 @@ SCENARIOS: dict[str, Callable[[Args], list[Row]]] = {
     "sharding": sharding,
     "merge": merge,
     "kill": kill,
+    "cache": cache,
+    "compare": compare,
 }
 
 

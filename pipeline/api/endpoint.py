@@ -9,6 +9,7 @@ first and stops it when the block ends. The key comes from the environment varia
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -19,6 +20,23 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 
 log = logging.getLogger("pipeline")
+
+
+def identity(config: Config) -> dict[str, Any]:
+    """What decides the answers of the endpoint the config calls: the auth flow, and the URL
+    or, for the mock, its catalogue (its latency and faults do not change an answer). Part of
+    the run's fingerprint and of the answer store's key: a mock answer never answers a real
+    run."""
+    found: dict[str, Any] = {"auth": config.api.auth}
+    if config.api.mock:
+        found.update(mock=True, cards=config.mock.cards, seed=config.mock.seed)
+    else:
+        found.update(url=config.api.url)
+    return found
+
+
+def identity_text(config: Config) -> str:
+    return json.dumps(identity(config), sort_keys=True, separators=(",", ":"))
 
 
 def mock_settings(config: Config) -> Any:

@@ -25,3 +25,5 @@ class RunFacts:
     run: Sequence[tuple[str, object]] = ()
     last_invocation: Sequence[tuple[str, object]] = ()
     settings: Sequence[tuple[str, object]] = ()
+    changes: Sequence[tuple[str, object]] = ()
+    """What changed since a compared run (compare.py); empty: no comparison."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
@@ -52,6 +53,7 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
             facts=run_facts(info, rows),
             request=config.request,
             expected_rows=rows,
+            tables=_changes_sheet(info, layout),
         )
     else:
         export = export_parquet if fmt == "parquet" else export_csv
@@ -59,6 +61,25 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
         report = export(dest, shard_paths, id_column=id_column, value_columns=value_columns)
     log.info("Wrote %s in %.1fs", dest, time.monotonic() - started)
     return report
+
+
+def _changes_sheet(info: dict[str, Any], layout: RunLayout) -> list[tuple[str, Path]]:
+    """The Changes sheet, after `run --compare-with` or `pipeline compare` (compare.py)."""
+    from pipeline.compare import CHANGES_FILE
+
+    path = layout.root / CHANGES_FILE
+    return [("Changes", path)] if info.get("changes") and path.exists() else []
+
+
+def _changes_facts(info: dict[str, Any]) -> list[tuple[str, object]]:
+    """The Summary's lines about the last comparison with an older run, if there was one."""
+    found = info.get("changes")
+    if not found:
+        return []
+    facts: list[tuple[str, object]] = [("compared with", found["against"])]
+    facts.append(("savings threshold (rupees)", found["min_change"]))
+    facts += [(f"users {kind}", count) for kind, count in found["counts"].items()]
+    return facts
 
 
 def run_facts(info: dict[str, Any], rows: int | None) -> RunFacts:
@@ -92,4 +113,5 @@ def run_facts(info: dict[str, Any], rows: int | None) -> RunFacts:
         run=run,
         last_invocation=[(str(label), value) for label, value in info.get("last_invocation", ())],
         settings=settings,
+        changes=_changes_facts(info),
     )

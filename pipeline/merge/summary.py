@@ -66,6 +66,7 @@ def draw_summary(ws: Worksheet, facts: RunFacts, found: Found) -> None:
         row = _best_cards(ws, row + 1, found.insights, changes)
     sections = (
         ("Last invocation", facts.last_invocation),
+        ("Changes since the compared run (the Changes sheet)", facts.changes),
         ("Run", [*facts.run, ("Results sheets", found.results_sheets)]),
         ("Workbook", _workbook_lines(changes)),
         ("Settings used", facts.settings),

@@ -67,6 +67,7 @@ def write_workbook(
     insights: bool = True,
     expected_rows: int | None = None,
     max_rows_per_sheet: int = EXCEL_MAX_DATA_ROWS,
+    tables: Sequence[tuple[str, Path]] = (),
     clock: Callable[[], float] = time.perf_counter,
 ) -> MergeReport:
     """Write the workbook `dest` from result shards given in input order.
@@ -76,7 +77,8 @@ def write_workbook(
     bands); None: every value column is a monthly spend. `insights`: False leaves the Insights
     sheet out. `expected_rows`: rows the run's input has; when the shards hold fewer, Summary
     says the run is unfinished. None: not known, say nothing. `max_rows_per_sheet`: data rows
-    per Results sheet before the next one (`Results 2`, ...) starts.
+    per Results sheet before the next one (`Results 2`, ...) starts. `tables`: (title, Parquet
+    file) of sheets to add after Failures, each file's columns as they are (Changes).
     """
     if not 1 <= max_rows_per_sheet <= EXCEL_MAX_DATA_ROWS:
         raise ValueError(
@@ -103,6 +105,11 @@ def write_workbook(
                 *(Streamed(s.title, s.filter_ref) for s in results.sheets),
             ]
             sheets.append(Streamed(failures.title, failures.filter_ref))
+            for title, path in tables:
+                table = _table_sheet(
+                    book, len(sheets) + 1, title, path, changes, max_rows_per_sheet
+                )
+                sheets.append(Streamed(table.title, table.filter_ref))
             book.finish(sheets)
         except BaseException:
             book.abort()
@@ -158,6 +165,23 @@ def _write_sheets(
     failures.close()
     book.add(first + len(results.sheets), spool)
     return counts, results, failures
+
+
+def _table_sheet(
+    book: Package, position: int, title: str, path: Path, changes: Changes, max_rows: int
+) -> Sheet:
+    """The sheet `title` at `position`: the rows of the Parquet file `path`, batch by batch, up
+    to `max_rows` (the file beside the workbook has them all)."""
+    import pyarrow.parquet as pq
+
+    spool = book.spool()
+    source = pq.ParquetFile(path)
+    sheet = Sheet(title, source.schema_arrow, book.styles, changes, spool.write)
+    for batch in source.iter_batches(shards.BATCH_ROWS):
+        sheet.add(batch.slice(0, max_rows - sheet.rows))
+    sheet.close()
+    book.add(position, spool)
+    return sheet
 
 
 def _stream_shards(

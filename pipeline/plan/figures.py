@@ -13,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
 
 from pipeline.api import cardgenius
-from pipeline.config import Config, MockConfig
+from pipeline.api.endpoint import identity_text
+from pipeline.config import Config, MockConfig, cache_dir, parse_age
 from pipeline.errors import ConfigError
 
 # The reader and row checker of a run, so that plan cleans and rejects exactly as a run does.
@@ -29,6 +30,7 @@ from pipeline.inputs.validate import RowChecker
 from pipeline.plan.probe import ProbeResult, mean, run_probe
 from pipeline.plan.report import render_report
 from pipeline.state.answers import body_keys, key_series
+from pipeline.state.cache import STORE_FILE, AnswerStore
 
 log = logging.getLogger("pipeline")
 
@@ -50,6 +52,10 @@ class InputFacts:
     """Distinct request bodies among the valid rows."""
     samples: tuple[Mapping[str, float], ...] = ()
     """The first few distinct bodies, for a probe."""
+    stored_bodies: int = 0
+    """Distinct bodies with an answer in the store that a run would reuse (`[cache] max_age`)."""
+    stored_rows: int = 0
+    """Valid rows with such a body."""
 
     @property
     def valid(self) -> int:
@@ -143,7 +149,10 @@ def make_load(
 ) -> tuple[Load, frozenset[str]]:
     """The arithmetic's inputs, and which of them are assumptions ("latency", "size")."""
     p = config.processing
-    requests = facts.unique_bodies if p.dedupe_requests else facts.valid
+    if p.dedupe_requests:
+        requests = facts.unique_bodies - facts.stored_bodies
+    else:
+        requests = facts.valid - facts.stored_rows
     assumed: set[str] = set()
     if probe and probe.latencies_ms:
         lat = probe.latencies_ms
@@ -187,19 +196,43 @@ def scan_input(config: Config, samples: int = 0) -> InputFacts:
     id_column = config.input.id_column
     checker = RowChecker(id_column, values)
     hashes: list[pl.Series] = []
+    stored: list[pl.Series] = []
+    stored_rows = 0
     kept: dict[int, Mapping[str, float]] = {}
+    max_age = parse_age(config.cache.max_age)
     batches = read_batches(config.input.path, [id_column, *values], config.input.sheet or None)
-    with contextlib.closing(batches):
+    with contextlib.closing(batches), _store(config) as store:
         for batch in batches:
             checked = checker.check(batch)
             keys = body_keys(checked, mapping)
             hashes.append(key_series(keys).drop_nulls().unique())
             if len(hashes) > _COMPACT_EVERY:
                 hashes = [pl.concat(hashes).unique()]
+            if store is not None:
+                found = store.fresh(list({k for k in keys if k is not None}), max_age)
+                stored_rows += sum(k in found for k in keys)
+                stored.append(key_series(list(found)))
             if len(kept) < samples:
                 _keep_samples(checked, mapping, keys, kept, samples)
     unique = pl.concat(hashes).n_unique() if hashes else 0
-    return InputFacts(checker.rows, checker.invalid, unique, tuple(kept.values()))
+    stored_bodies = pl.concat(stored).n_unique() if stored else 0
+    return InputFacts(
+        checker.rows, checker.invalid, unique, tuple(kept.values()), stored_bodies, stored_rows
+    )
+
+
+@contextlib.contextmanager
+def _store(config: Config) -> Iterator[AnswerStore | None]:
+    """The answer store a run of `config` would use; None when there is none yet."""
+    path = cache_dir(config) / STORE_FILE
+    if not path.exists():
+        yield None
+        return
+    store = AnswerStore(path, identity_text(config))
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _keep_samples(

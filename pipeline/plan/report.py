@@ -37,6 +37,7 @@ def render_report(
     row("rows", f"{facts.rows:,}")
     row("invalid rows", f"{facts.invalid:,} (never sent)")
     row("unique request bodies", f"{facts.unique_bodies:,} (of {facts.valid:,} valid rows)")
+    row("answer store", _stored(config, facts))
     row("requests to send", f"{load.requests:,} (one per {per}; retries come on top)")
     if probe is not None:
         _probe_rows(row, lines, probe, config)
@@ -47,6 +48,17 @@ def render_report(
     lines += ["", "Notification for the partner's DevOps team:", rule]
     lines += [notification_text(config, facts, load, fig, assumed), rule]
     return "\n".join(lines)
+
+
+def _stored(config: Config, facts: InputFacts) -> str:
+    """What the answer store saves: bodies with an answer younger than `[cache] max_age`."""
+    if config.cache.max_age.strip() == "0":
+        return "not used ([cache] max_age = 0)"
+    saved = facts.stored_bodies if config.processing.dedupe_requests else facts.stored_rows
+    return (
+        f"{facts.stored_bodies:,} of the bodies have an answer younger than "
+        f"{config.cache.max_age}: {saved:,} requests saved"
+    )
 
 
 def _load_rows(

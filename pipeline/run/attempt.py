@@ -7,6 +7,7 @@ builds an answered row's outcome, derived columns included, here rather than und
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ class Attempt:
     outcome: Row | None = None
     """The answered row's outcome, derived columns included."""
     error: CallError | None = None
+    answered_at: float = 0.0
+    """When the answer came (Unix seconds)."""
     stopped: bool = False
     """The run stopped before the call was made."""
 
@@ -57,9 +60,15 @@ def make_attempt(
     finally:
         limiter.release(permit, went)
     if answer is not None:
-        settings = process.settings
+        settings, attempt.answered_at = process.settings, time.time()
         attempt.outcome = answered_outcome(
-            row, columns, attempt.attempts, answer, process.mapped, settings.top_n
+            row,
+            columns,
+            attempt.attempts,
+            answer,
+            process.mapped,
+            settings.top_n,
+            attempt.answered_at,
         )
     # Why the parsed answer must not outlive this call (gc cost): BENCHMARKS.md.
     return attempt

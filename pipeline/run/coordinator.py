@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -26,7 +27,7 @@ from rich.console import Console
 from pipeline import schema
 from pipeline.api.client import Endpoint
 from pipeline.api.endpoint import check_key, open_endpoint
-from pipeline.config import Config
+from pipeline.config import Config, cache_dir
 from pipeline.errors import (
     EXIT_FAILED_ROWS,
     EXIT_INTERRUPTED,
@@ -43,6 +44,7 @@ from pipeline.run.pool import PoolResult, ShardPool
 from pipeline.run.tasks import ShardTask
 from pipeline.state import runinfo
 from pipeline.state.answers import find_repeated
+from pipeline.state.cache import STORE_FILE, ensure_store
 from pipeline.state.folder import Undo, check_folder, make_folder, undo_on_refusal
 from pipeline.state.store import (
     RunLayout,
@@ -78,6 +80,12 @@ class RunOptions:
     """`rerun-failed`: request only rows that ended `failed`, and unfinished shards."""
     progress: str = "log"
     """"live" (the rich view, for a terminal), "log" (plain lines) or "none"."""
+    answers: str = "reuse"
+    """The answer store: "reuse" (answers younger than max_age), "refresh" (request every row
+    again, store the answers) or "offline" (answers from the store only, send nothing)."""
+    compare_with: Path | None = None
+    """An older run's folder: write what changed since it (compare.py) before the merge."""
+    min_change: float = 100.0
 
 
 def run(config: Config, options: RunOptions) -> int:
@@ -90,6 +98,9 @@ def run(config: Config, options: RunOptions) -> int:
     refused (run.json, input shards, the lock, the log) is removed again.
     """
     layout = RunLayout(config.output.dir)
+    # Before anything is written: made once here, as workers starting together must not race
+    # to switch it to WAL; an unusable [cache] path stops the run with one line.
+    ensure_store(cache_dir(config) / STORE_FILE)
     webhook = webhook_url(config.notify)
     checked = _preflight(config, options, layout)
     with (
@@ -153,7 +164,7 @@ def _request(
             _preload_merge()
         with open_endpoint(config) as endpoint:
             title = SIMULATED if config.api.mock else ""
-            result = _execute(pool, endpoint, tasks, info, options.progress, ops, title)
+            result = _execute(pool, endpoint, tasks, info, options, ops, title)
         interrupted = result.interrupted or not all(r.finished for r in result.reports)
         outage, refused = result.outage, result.refused
         if options.retry_failed:
@@ -186,10 +197,20 @@ def _request(
             command,
         )
         return EXIT_INTERRUPTED
+    if options.compare_with is not None:
+        _compare(options.compare_with, layout, options.min_change)
     if options.merge:
         merge_run(config, layout)
     counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
     return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
+
+
+def _compare(old: Path, layout: RunLayout, min_change: float) -> None:
+    from pipeline.compare import compare_runs
+
+    found = compare_runs(old, layout.root, min_change)
+    counts = ", ".join(f"{kind} {n:,}" for kind, n in found.counts.items())
+    log.info("Changes since %s: %s", old, counts)
 
 
 def _preload_merge() -> None:
@@ -335,17 +356,17 @@ def _execute(
     endpoint: Endpoint,
     tasks: list[ShardTask],
     info: dict[str, Any],
-    progress_mode: str,
+    options: RunOptions,
     ops: Operations,
     title: str = "",
 ) -> PoolResult:
     """Run the tasks with the chosen progress view; record this invocation's summary."""
     total, layout = int(info["input"]["rows"]), pool.layout
-    with _progress(progress_mode, title) as (view, console):
+    with _progress(options.progress, title) as (view, console):
         progress = ops.observe(view, int(info["input"]["shards"]), len(tasks))
         progress.start(total, total - _rows_to_do(layout, tasks, info))
         try:
-            result = pool.run(endpoint, tasks, progress, ops.control)
+            result = pool.run(endpoint, tasks, progress, ops.control, options.answers)
         finally:
             progress.finish()
     stats = getattr(view, "stats", None)

@@ -2,13 +2,14 @@
 
 An outcome carries the input row's own columns (row number, id, the value columns), its final
 state and the call that settled it (`http_status`, `attempts`, `latency_ms`, `error_kind`,
-`error`); an
-answered row adds its derived columns, and a twin copies its sender's (dedupe.py).
+`error`), when its answer came and whether it was reused from the answer store; an answered
+row adds its derived columns, and a twin copies its sender's (dedupe.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline import schema
@@ -36,6 +37,8 @@ def new_outcome(
     outcome[schema.LATENCY_MS] = latency_ms
     outcome[schema.ERROR_KIND] = None
     outcome[schema.ERROR] = error
+    outcome[schema.ANSWERED_AT] = None
+    outcome[schema.REUSED] = False
     return outcome
 
 
@@ -48,6 +51,11 @@ def copied_outcome(row: Row, columns: Sequence[str], answer: Row) -> Row:
     return outcome
 
 
+def stamp(at: float) -> str:
+    """`answered_at` as the results hold it: UTC, to the second, ISO 8601."""
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def answered_outcome(
     row: Row,
     columns: Sequence[str],
@@ -55,9 +63,12 @@ def answered_outcome(
     answer: Answer,
     mapped: Sequence[str],
     top_n: int,
+    answered_at: float,
 ) -> Row:
-    """The outcome of an answered row: ok (or no_cards), with its derived columns."""
+    """The outcome of an answered row: ok (or no_cards), with its derived columns;
+    `answered_at`: when the answer came (Unix seconds)."""
     state = schema.OK if answer.cards else schema.NO_CARDS
     outcome = new_outcome(row, columns, state, answer.http_status, attempts, answer.latency_ms)
+    outcome[schema.ANSWERED_AT] = stamp(answered_at)
     outcome.update(cardgenius.derive(answer.cards, mapped, top_n))
     return outcome

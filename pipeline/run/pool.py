@@ -26,12 +26,15 @@ from types import FrameType
 from typing import Any
 
 from pipeline.api.client import Endpoint
-from pipeline.config import Config
+from pipeline.api.endpoint import identity_text
+from pipeline.config import Config, cache_dir, parse_age
 from pipeline.errors import EXIT_INTERRUPTED, PipelineError
 from pipeline.run import worker
+from pipeline.run.reuse import REUSE, CacheSettings
 from pipeline.run.tally import DONE
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
 from pipeline.state.answers import AnswerCache
+from pipeline.state.cache import STORE_FILE
 from pipeline.state.store import RunLayout
 from pipeline.traffic.limiter import Limiter, SharedLimits
 from pipeline.traffic.retry import RetryPolicy
@@ -107,8 +110,15 @@ class ShardPool:
             self.closing = threading.Thread(target=shutdown, name="pool-close")
             self.closing.start()
 
-    def settings(self, endpoint: Endpoint) -> WorkerSettings:
+    def settings(self, endpoint: Endpoint, answers: str = REUSE) -> WorkerSettings:
+        """What every worker process needs; `answers`: how the answer store is used."""
         c = self.config
+        cache = CacheSettings(
+            path=cache_dir(c) / STORE_FILE,
+            endpoint=identity_text(c),
+            max_age=parse_age(c.cache.max_age),
+            mode=answers,
+        )
         return WorkerSettings(
             endpoint=endpoint,
             policy=RetryPolicy(
@@ -125,6 +135,7 @@ class ShardPool:
             mapping=tuple(c.request.items()),
             top_n=c.output.top_n,
             dedupe=c.processing.dedupe_requests,
+            cache=cache,
         )
 
     def run(
@@ -133,12 +144,14 @@ class ShardPool:
         tasks: list[ShardTask],
         progress: Progress,
         control: Control | None = None,
+        answers: str = REUSE,
     ) -> PoolResult:
         """Run the tasks; `control`, when given, is called on every tick with the levers
-        (`pipeline control`: pause, resume, rate, stop)."""
+        (`pipeline control`: pause, resume, rate, stop); `answers`: how the answer store is
+        used (reuse.py)."""
         if self.config.processing.dedupe_requests:
             AnswerCache.create(self.layout.answers_file)
-        settings = self.settings(endpoint)
+        settings = self.settings(endpoint, answers)
         watch = TrafficWatch(self.config, Limiter(self.limits, self.stop), self.stop)
         with _signals(self.stop):
             futures = [self.executor.submit(worker.run_shard, settings, t) for t in tasks]

@@ -1,10 +1,10 @@
 """A worker process's resources, the same for every shard it runs.
 
 `WorkerProcess` holds the request threads, one `requests.Session` per thread (made on first
-use), the partner-token source and the answer store, plus what each shard needs from the
-settings: the request mapping, the derived columns and the result schema. `close()` releases
-what it built: the serial executor calls it when the run ends (a pool's process exits, and
-its resources with it).
+use), the partner-token source, the run's answer store for twins and the answer store kept
+across runs (reuse.py), plus what each shard needs from the settings: the request mapping,
+the derived columns and the result schema. `close()` releases what it built: the serial
+executor calls it when the run ends (a pool's process exits, and its resources with it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from pipeline import schema
 from pipeline.api import cardgenius
 from pipeline.api.client import CardGeniusClient, TokenSource, fetch_token, new_session
+from pipeline.run.reuse import Reuse
 from pipeline.run.tasks import WorkerSettings
 from pipeline.state.answers import AnswerCache, read_repeated
 from pipeline.state.store import RunLayout
@@ -48,10 +49,17 @@ class WorkerProcess:
         self.answers = AnswerCache(self.layout.answers_file) if self.repeated else None
         self.mapped = [api_field for api_field, _ in settings.mapping]
         self.derived = cardgenius.derived_fields(self.mapped, settings.top_n)
+        cache = settings.cache
+        self.reuse = Reuse(cache, self.mapped, settings.top_n) if cache is not None else None
         # What a row with the same request body copies from another's outcome.
-        self.copied = {schema.STATUS, schema.HTTP_STATUS, schema.ERROR_KIND, schema.ERROR} | {
-            name for name, _ in self.derived
-        }
+        self.copied = {
+            schema.STATUS,
+            schema.HTTP_STATUS,
+            schema.ERROR_KIND,
+            schema.ERROR,
+            schema.ANSWERED_AT,
+            schema.REUSED,
+        } | {name for name, _ in self.derived}
         self.result_schema = schema.result_schema(
             settings.id_column, settings.value_columns, self.derived
         )

@@ -16,12 +16,15 @@ import pyarrow as pa
 
 from pipeline import schema
 from pipeline.run.process import WorkerProcess
+from pipeline.run.reuse import New
 from pipeline.state.answers import RELEASED, body_keys
 from pipeline.state.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
 
 Row = dict[str, Any]
 KEY = "_key"
 """The field of a row whose body repeats: its body's key (state/answers.py)."""
+BODY = "_body"
+"""The field of every valid row's body key, when the answer store is used (reuse.py)."""
 
 
 def read_shard(
@@ -31,9 +34,10 @@ def read_shard(
     layout = process.layout
     table = read_parquet(layout.input_shard(name))
     rows: list[Row] = table.to_pylist()
-    if process.repeated:  # only rows whose body occurs more than once take part in dedupe
+    if process.repeated or process.reuse is not None:
         for row, key in zip(rows, body_keys(table, process.settings.mapping), strict=True):
-            if key in process.repeated:
+            row[BODY] = key
+            if key in process.repeated:  # only bodies that occur more than once are deduped
                 row[KEY] = key
     known: dict[int, Row] = {}
     if retry_failed:
@@ -53,15 +57,21 @@ def write_result(process: WorkerProcess, name: str, ordered: list[Row]) -> None:
 
 
 class Saver:
-    """Writes a shard's checkpoint batches (the file is made with the first) and the answers
-    to repeated bodies; the shard's own thread only."""
+    """Writes a shard's checkpoint batches (the file is made with the first), the answers
+    to repeated bodies and new answers for the store kept across runs; the shard's own
+    thread only."""
 
     def __init__(self, process: WorkerProcess, name: str) -> None:
         self.process = process
         self.name = name
         self.checkpoint: Checkpoint | None = None
 
-    def save(self, outcomes: list[Row], answers: dict[int, Row]) -> None:
+    def save(
+        self, outcomes: list[Row], answers: dict[int, Row], stored: list[New] | None = None
+    ) -> None:
+        if stored and self.process.reuse is not None:
+            # Before the checkpoint: a kill between the two leaves answers a rerun reuses.
+            self.process.reuse.keep(stored)
         if answers and self.process.answers is not None:
             self.process.answers.put_many(answers)
         if outcomes:

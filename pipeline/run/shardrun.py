@@ -11,6 +11,9 @@ twins' dedupe book (dedupe.py), checkpoint batching (batching.py) and the event 
 (tally.py). A transient failure puts the row on the schedule for its backoff instead of
 holding a thread asleep; a `Retry-After` pauses the whole run through the shared limiter.
 
+When the shard starts, rows whose body has an answer in the answer store kept across runs are
+settled from it at once, in one batch of lookups (reuse.py); only the others are queued.
+
 The shard's own thread (the one that called `run`) does the housekeeping: it writes
 checkpoint batches, sends progress events, adds lanes when other shards end and this one's
 share grows, and looks up parked twins' answers. When every row has an outcome, the result
@@ -29,16 +32,18 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline import schema
-from pipeline.errors import CallError, CredentialsRefused, PermanentError
+from pipeline.errors import CallError, CredentialsRefused, ErrorKind, PermanentError
 from pipeline.run.attempt import Attempt, make_attempt
 from pipeline.run.batching import CheckpointBatch
 from pipeline.run.dedupe import COPY, WAIT, DedupeBook
 from pipeline.run.outcomes import copied_outcome, new_outcome
 from pipeline.run.process import WorkerProcess
+from pipeline.run.reuse import OFFLINE_ERROR, New
 from pipeline.run.schedule import RetrySchedule
-from pipeline.run.shardfiles import KEY, Saver, parked_answers, read_shard, write_result
+from pipeline.run.shardfiles import BODY, KEY, Saver, parked_answers, read_shard, write_result
 from pipeline.run.tally import DONE, ShardTally, shard_state
 from pipeline.run.tasks import ShardReport, ShardTask
+from pipeline.state.cache import Stored
 from pipeline.traffic.refusal import FAIL, HOLD, REFUSE, RELEASE
 from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
 
@@ -79,6 +84,8 @@ class ShardRun:
                 retry_failed=task.retry_failed,
                 clock=clock,
             )
+        self.new_stored: list[New] = []
+        """New good answers for the answer store kept across runs (reuse.py)."""
         self.lane_error: BaseException | None = None
         self.held: list[tuple[Attempt, CallError]] = []
         """Rows whose permanent error waits for the judge's verdict (traffic/refusal.py)."""
@@ -104,16 +111,39 @@ class ShardRun:
         """The shard's rows; those without an outcome yet are queued (or settled, if invalid)."""
         rows, self.outcomes = read_shard(self.process, self.task.name, self.task.retry_failed)
         self.tally.shard_rows = len(rows)
-        for row in rows:
-            if row[schema.ROW] in self.outcomes:
-                continue
+        todo = [row for row in rows if row[schema.ROW] not in self.outcomes]
+        reuse = self.process.reuse
+        stored = reuse.look_up(row.get(BODY) for row in todo) if reuse is not None else {}
+        for row in todo:
             self.tally.this_run_rows += 1
             if row[schema.INVALID] is not None:
                 error = row[schema.INVALID]
                 self._finish(new_outcome(row, self.columns, schema.INVALID_STATE, error=error))
-            else:
+            elif not self._reused(row, stored):
                 self.ready.append((row, 0))
         return rows
+
+    def _reused(self, row: Row, stored: dict[int, Stored]) -> bool:
+        """Settle a row from the answer store when its body's answer is there (or, offline,
+        as failed when it is not); False: the row is to be requested."""
+        reuse, key = self.process.reuse, row.get(BODY)
+        if reuse is None or key is None:
+            return False
+        found = stored.get(key)
+        answer = reuse.outcome(found) if found is not None else None
+        if found is not None and answer is not None:
+            # A request saved, unless dedupe would have saved it anyway (a twin, not the owner).
+            owner = self.process.repeated.get(key) if self.process.settings.dedupe else None
+            saved = owner is None or owner[0] == row[schema.ROW]
+            self.tally.reused(found.answered_at, saved=saved)
+            self._finish(self._copy(row, answer, deduped=not saved))
+            return True
+        if reuse.offline:
+            failed = new_outcome(row, self.columns, schema.FAILED, error=OFFLINE_ERROR)
+            failed[schema.ERROR_KIND] = ErrorKind.OTHER.value
+            self._finish(failed)
+            return True
+        return False
 
     # The shard's own thread.
 
@@ -160,9 +190,10 @@ class ShardRun:
             while self.lanes:
                 self.cond.wait(HOUSEKEEPING_SECONDS)
 
-    def _take_unsaved(self) -> tuple[list[Row], dict[int, Row]]:
+    def _take_unsaved(self) -> tuple[list[Row], dict[int, Row], list[New]]:
         answers = self.twins.take_new_answers() if self.twins is not None else {}
-        return self.batch.take(), answers
+        stored, self.new_stored = self.new_stored, []
+        return self.batch.take(), answers, stored
 
     # The lanes, on the request threads.
 
@@ -217,6 +248,8 @@ class ShardRun:
         if a.outcome is not None:
             self.tally.answered(a.outcome[schema.LATENCY_MS])
             self._finish(a.outcome)
+            if self.process.reuse is not None and a.row.get(BODY) is not None:
+                self.new_stored.append((a.row[BODY], a.answered_at, a.outcome))
             released = self.process.judge.answered() and self._release_held()
             return self._answer_followers(a.row, a.outcome, final=True) or released
         error = a.error
@@ -314,8 +347,9 @@ class ShardRun:
             self._finish(self._copy(follower, answer))
         return False
 
-    def _copy(self, row: Row, answer: Row) -> Row:
-        self.tally.copied()
+    def _copy(self, row: Row, answer: Row, *, deduped: bool = True) -> Row:
+        if deduped:
+            self.tally.copied()
         return copied_outcome(row, self.columns, answer)
 
     def _finish(self, outcome: Row) -> None:

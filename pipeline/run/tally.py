@@ -38,6 +38,10 @@ class _Delta:
         self.requests = 0
         self.retries = 0
         self.deduped = 0
+        self.reused = 0
+        self.saved = 0
+        self.oldest: float | None = None
+        """When the oldest answer reused was fetched (Unix seconds)."""
         self.latencies: list[float] = []
 
 
@@ -73,6 +77,13 @@ class ShardTally:
     def copied(self) -> None:
         self.delta.deduped += 1
 
+    def reused(self, answered_at: float, *, saved: bool) -> None:
+        """A row answered from the answer store; `saved`: a request saved (not a twin's)."""
+        d = self.delta
+        d.reused += 1
+        d.saved += saved
+        d.oldest = answered_at if d.oldest is None else min(d.oldest, answered_at)
+
     def finished(self, status: str) -> None:
         self.delta.counts[status] += 1
         self.this_run_counts[status] += 1
@@ -96,6 +107,9 @@ class ShardTally:
             requests=d.requests,
             retries=d.retries,
             deduped=d.deduped,
+            reused=d.reused,
+            saved=d.saved,
+            oldest_answer_at=d.oldest,
             errors=dict(d.errors),
             latencies_ms=tuple(d.latencies),
         )

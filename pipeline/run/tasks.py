@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.api.client import Endpoint
+from pipeline.run.reuse import CacheSettings
 from pipeline.traffic.retry import RetryPolicy
 
 
@@ -28,6 +29,8 @@ class WorkerSettings:
     top_n: int
     dedupe: bool = True
     """Send identical request bodies once per run (state/answers.py)."""
+    cache: CacheSettings | None = None
+    """The answer store kept across runs (reuse.py); None: not used."""
 
     @property
     def value_columns(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline.api import endpoint
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.state.store import RunLayout, read_run, write_json_atomic
@@ -34,18 +35,13 @@ def fingerprint(
     are what it recorded, its content hash is reused instead of reading the file again (a
     2,000,000-row CSV takes about a second to hash).
     """
-    endpoint: dict[str, Any] = {"auth": config.api.auth}
-    if config.api.mock:
-        endpoint.update(mock=True, cards=config.mock.cards, seed=config.mock.seed)
-    else:
-        endpoint.update(url=config.api.url)
     return {
         "input": _file_identity(config.input.path, (known or {}).get("input_stat")),
         "sheet": config.input.sheet,
         "id_column": config.input.id_column,
         "limit": limit,
         "request": {k: list(v) for k, v in config.request.items()},
-        "endpoint": endpoint,
+        "endpoint": endpoint.identity(config),
         "top_n": config.output.top_n,
     }
 
@@ -122,6 +118,13 @@ def record_summary(layout: RunLayout, facts: list[tuple[str, object]]) -> None:
     """Keep the last invocation's figures (requests, retries, latency, ...) for the workbook."""
     info = read_run(layout) or {}
     info["last_invocation"] = [[label, value] for label, value in facts]
+    write_json_atomic(layout.run_file, info)
+
+
+def record_changes(layout: RunLayout, changes: dict[str, Any]) -> None:
+    """Keep the last comparison with an older run (against, min_change, counts by kind)."""
+    info = read_run(layout) or {}
+    info["changes"] = changes
     write_json_atomic(layout.run_file, info)
 
 

@@ -38,6 +38,12 @@ class WorkerEvent:
     retries: int = 0
     deduped: int = 0
     """Rows answered by copying another row's answer (identical request body)."""
+    reused: int = 0
+    """Rows answered from the answer store kept across runs."""
+    saved: int = 0
+    """Requests that store saved (a twin's reuse counts as deduped, not saved)."""
+    oldest_answer_at: float | None = None
+    """When the oldest answer reused was fetched (Unix seconds); None: none reused."""
     errors: Mapping[str, int] = field(default_factory=dict)
     """Error answers by kind: http_429, http_5xx, http_4xx, timeout, connection, bad_body."""
     latencies_ms: tuple[float, ...] = ()

@@ -241,6 +241,9 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
         ("requests sent", s.requests),
         ("retries", s.retries),
         ("deduped", s.deduped),
+        ("answers reused from the store", s.reused),
+        ("oldest reused answer", _age(s.oldest_answer_at)),
+        ("requests saved by the store", s.saved),
         ("429 answers", s.errors["http_429"]),
         ("errors by kind", _errors_line(s.errors)),
         ("latency mean (ms)", _round(h.mean(), 1)),
@@ -288,6 +291,13 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:,.0f}"
     return str(value)
+
+
+def _age(fetched_at: float | None) -> str | None:
+    """How old an answer fetched at `fetched_at` (Unix seconds) is now, for people."""
+    from pipeline.view.cachestats import age_text
+
+    return None if fetched_at is None else age_text(time.time() - fetched_at)
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -108,6 +108,9 @@ class RunStats:
         self.requests = 0
         self.retries = 0
         self.deduped = 0
+        self.reused = 0
+        self.saved = 0
+        self.oldest_answer_at: float | None = None
         self.latencies: deque[float] = deque(maxlen=self.RECENT_LATENCIES)
         """The most recent latencies, ms."""
         self.latency = LatencyHistogram()
@@ -155,6 +158,12 @@ class RunStats:
         self.requests += event.requests
         self.retries += event.retries
         self.deduped += event.deduped
+        self.reused += event.reused
+        self.saved += event.saved
+        at = event.oldest_answer_at
+        if at is not None:
+            old = self.oldest_answer_at
+            self.oldest_answer_at = at if old is None else min(old, at)
         self.latencies.extend(event.latencies_ms)
         self.latency.add(event.latencies_ms)
         self.workers[event.pid] = event

@@ -32,7 +32,11 @@ def pipeline(
     `code`: the `pipeline` package of another checkout (a baseline), not the installed one."""
 
     def command(folder: Path) -> list[str]:
-        config = data.write_config(folder, input_path, url, **tables)
+        extra = dict(tables)
+        if code is None:  # a baseline may not know the answer store's table
+            # Each run its own store, never the user's, and no reuse: every row is requested.
+            extra.setdefault("cache", {"path": str(folder / "answer-store"), "max_age": "0"})
+        config = data.write_config(folder, input_path, url, **extra)
         cmd = [sys.executable, "-m", "pipeline", "run", "--config", str(config)]
         if code is not None:
             cmd = ["env", f"PYTHONPATH={code}", *cmd]

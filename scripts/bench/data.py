@@ -61,7 +61,7 @@ def write_config(folder: Path, input_path: Path, url: str, **tables: Mapping[str
         "output": {"dir": str(folder / "out")},
     }
     for name, extra in tables.items():
-        values[name].update(extra)
+        values.setdefault(name, {}).update(extra)
     path = folder / "config.toml"
     path.write_text(config_text(values), encoding="utf-8")
     return path
