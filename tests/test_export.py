@@ -21,7 +21,7 @@ from pipeline.merge.run import merge_run
 from pipeline.state.store import RunLayout, write_json_atomic
 
 EXPORT_HEADER = [ID, "status", "http_status", "attempts", "error", *VALUES]
-EXPORT_HEADER += [name for name, _ in DERIVED]
+EXPORT_HEADER += ["answered_at", "reused", *(name for name, _ in DERIVED)]
 STATES = [schema.OK, schema.FAILED, schema.NO_CARDS, schema.INVALID_STATE]
 DANGEROUS = ["=1+1", '=HYPERLINK("http://x","y")', "+91 98765", "-5", "@SUM(A1)", "\tx", "\rx"]
 HARMLESS = ["Card 1", "a=b", "#N/A", " =pad", "₹ बचत 💳", "", "multi\nline", 'q"uote']

@@ -33,7 +33,8 @@ DERIVED: list[tuple[str, pa.DataType]] = [
     ("top1_card_name", pa.string()),
     ("top1_net_savings", pa.float64()),
 ]
-RESULT_HEADER = [ID, "status", *VALUES, *(name for name, _ in DERIVED)]
+# Results: when each answer came and whether the answer store gave it, then the cards.
+RESULT_HEADER = [ID, "status", *VALUES, "answered_at", "reused", *(name for name, _ in DERIVED)]
 FAILURE_HEADER = [ID, "status", "http_status", "attempts", "error"]
 
 
@@ -520,3 +521,17 @@ def test_zip_parts_are_plain_deflate_like_openpyxls(tmp_path: Path) -> None:
         assert info.compress_type == zipfile.ZIP_DEFLATED
         assert (info.extract_version, info.flag_bits & 0x08, info.extra) == (20, 0, b"")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no spools
+
+
+def test_a_shard_from_before_answered_at_and_reused_merges_with_empty_cells(
+    tmp_path: Path,
+) -> None:
+    """A run resumed across the upgrade: its first shards lack the two columns."""
+    new = make_shard(tmp_path / "shard-00000.parquet", [row(0, answered_at="2026-01-01T00:00:00Z")])
+    old = pq.read_table(make_shard(tmp_path / "shard-00001.parquet", [row(1)]))
+    pq.write_table(old.drop_columns(["answered_at", "reused"]), tmp_path / "shard-00001.parquet")
+    paths = [new, tmp_path / "shard-00001.parquet"]
+    write_workbook(tmp_path / "out.xlsx", paths, id_column=ID, value_columns=VALUES)
+    rows = sheet_rows(tmp_path / "out.xlsx", "Results")
+    at = rows[0].index("answered_at")
+    assert [r[at] for r in rows[1:]] == ["2026-01-01T00:00:00Z", None]

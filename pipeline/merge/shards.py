@@ -29,6 +29,8 @@ from pipeline import schema
 from pipeline.errors import RunStateError
 
 BATCH_ROWS = 2048  # rows per record batch read
+LATER_COLUMNS = frozenset({schema.ANSWERED_AT, schema.REUSED})
+"""Columns that result shards written before them lack (a run resumed across the upgrade)."""
 RESULT_STATES = (schema.OK, schema.NO_CARDS)
 FAILURE_FIELDS = (schema.STATUS, schema.HTTP_STATUS, schema.ATTEMPTS, schema.ERROR)
 
@@ -96,12 +98,20 @@ def batches(path: Path, wanted: pa.Schema) -> Iterator[pa.RecordBatch]:
         shard = pq.ParquetFile(path)
         have = shard.schema_arrow
         missing = [name for name in wanted.names if name not in have.names]
-        if missing:
+        if set(missing) - LATER_COLUMNS:
             raise RunStateError(
                 f"result shard {path} has no column {', '.join(map(repr, missing))}; "
                 "it is not from this run: delete it and run `pipeline run` again to redo it"
             )
-        for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=wanted.names):
+        present = [name for name in wanted.names if name in have.names]
+        for batch in shard.iter_batches(batch_size=BATCH_ROWS, columns=present):
+            if missing:  # empty cells where a shard from before the column has none
+                n = batch.num_rows
+                arrays = [
+                    batch.column(f.name) if f.name in present else pa.nulls(n, f.type)
+                    for f in wanted
+                ]
+                batch = pa.RecordBatch.from_arrays(arrays, names=wanted.names)
             yield _conform(batch.select(wanted.names), wanted, path)
     except (OSError, pa.ArrowException) as exc:
         raise _unreadable(path, exc) from exc
