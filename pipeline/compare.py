@@ -116,7 +116,9 @@ def _side(root: Path, side: str) -> tuple[pl.LazyFrame, int]:
     if not paths:
         raise RunStateError(f"{root}: the run has no results yet; finish it first")
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-    id_column = info["fingerprint"]["id_column"]
+    id_column = info.get("fingerprint", {}).get("id_column")
+    if not isinstance(id_column, str):
+        raise RunStateError(f"{root}: its run.json does not name the id column")
     renamed = {id_column: "id", **{k: f"{side}_{v}" for k, v in _TAKEN.items()}}
     frame = pl.scan_parquet(paths).select(schema.ROW, *renamed).rename(renamed)
     return frame.filter(pl.col("id").is_not_null()), rows
