@@ -118,6 +118,10 @@ def _shard(start: int, n: int, seed: int) -> pa.Table:
             answered, pa.scalar(None, pa.string()), "HTTP 503: Service Unavailable"
         ),
         schema.ERROR_KIND: pc.if_else(answered, pa.scalar(None, pa.string()), "http_5xx"),
+        schema.ANSWERED_AT: pc.if_else(
+            answered, "2026-11-30T12:00:00Z", pa.scalar(None, pa.string())
+        ),
+        schema.REUSED: pc.less(uniform(), 0.8),  # next month's run: most answers reused
     }
     for name, dtype in DERIVED:
         if name == "cards_returned":
