@@ -10,8 +10,17 @@ from typing import Any
 
 import openpyxl
 import pytest
-from support import check_against_model, make_users, results, unique_bodies, write_config, write_csv
-from test_durability import PROCESSES, WORKERS, kill_9, quiet_within, setup_run, start, wait_for
+from support import (
+    check_against_model,
+    make_users,
+    results,
+    start_run,
+    unique_bodies,
+    wait_for,
+    write_config,
+    write_csv,
+)
+from test_durability import PROCESSES, WORKERS, kill_9, quiet_within, setup_run
 
 from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings
@@ -129,7 +138,7 @@ def test_kill_9_while_the_store_fills_then_a_new_folder_repeats_little(
 ) -> None:
     with MockServer(MockSettings(latency_ms=15, jitter_ms=5)) as server:
         config, users = setup_run(tmp_path, server)
-        proc = start(config)
+        proc = start_run(config)
         wait_for(lambda: server.stats()["calculate"] >= 200)
         kill_9(proc)
         assert quiet_within(server, 2.0) == 0
@@ -137,7 +146,7 @@ def test_kill_9_while_the_store_fills_then_a_new_folder_repeats_little(
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         db.close()
         # Not a resume: a new folder, where only the store knows what was answered.
-        rerun = start(config, "--out", str(tmp_path / "second"))
+        rerun = start_run(config, "--out", str(tmp_path / "second"))
         _, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err
         twice = server.stats()["calculate"] - unique_bodies(users)
