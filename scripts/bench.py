@@ -390,16 +390,16 @@ def cache(args: Args) -> list[Row]:
     """9. The answer store: lookups against a zero-latency run; bytes per stored answer."""
     from bench.storebench import answer_store
 
-    users = _size(args, 600, 10000)
+    users = _size(args, 300, 10000)
     path = data.users_file(args.data_dir, users)
-    return answer_store(path, users, 2000 if args.quick else 100_000, _rounds(args))
+    return answer_store(path, users, 1000 if args.quick else 100_000, _rounds(args))
 
 
 def compare(args: Args) -> list[Row]:
     """10. `pipeline compare` of two runs: time and memory at 2,000,000 users a side."""
     from bench.storebench import compare_rows
 
-    return [compare_rows(_size(args, 50_000, 2_000_000))]
+    return [compare_rows(_size(args, 20_000, 2_000_000))]
 
 
 def settle(mock: BenchMock, quiet_s: float = 3.0, limit_s: float = 15.0):  # type: ignore[no-untyped-def]
