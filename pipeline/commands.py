@@ -277,6 +277,22 @@ def _add_mock_api(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--jitter-ms", type=float)
     cmd.add_argument("--error-rate", type=float)
     cmd.add_argument("--rate-limit", type=float, help="requests/s above which it answers 429")
+    cmd.add_argument(
+        "--limit-kind",
+        choices=("sliding", "fixed", "token-bucket"),
+        help="how the rate limit is enforced (default: sliding)",
+    )
+    cmd.add_argument("--limit-window", type=float, help="seconds: sliding or fixed window")
+    cmd.add_argument("--limit-burst", type=int, help="token bucket size; 0 = rate/4")
+    cmd.add_argument(
+        "--retry-after", choices=("seconds", "date", "none"), help="Retry-After on a 429"
+    )
+    cmd.add_argument(
+        "--limit-headers",
+        choices=("none", "ietf", "x"),
+        help="send RateLimit-* (ietf) or X-RateLimit-* (x) headers on every answer",
+    )
+    cmd.add_argument("--rate-schedule", metavar="S:R,...", help='rate changes, e.g. "20:30,40:80"')
     cmd.add_argument("--cards", type=int, help="catalogue size (1-100)")
     cmd.add_argument("--seed", type=int)
     cmd.set_defaults(handler=_mock_api)
@@ -294,6 +310,12 @@ def _mock_api(args: argparse.Namespace) -> int:
         "jitter_ms": args.jitter_ms,
         "error_rate": args.error_rate,
         "rate_limit": args.rate_limit,
+        "limit_kind": args.limit_kind,
+        "limit_window_s": args.limit_window,
+        "limit_burst": args.limit_burst,
+        "retry_after": args.retry_after,
+        "limit_headers": args.limit_headers,
+        "rate_schedule": args.rate_schedule,
         "cards": args.cards,
         "seed": args.seed,
     }

@@ -110,6 +110,18 @@ class MockConfig:
     """Share of requests answered 500."""
     rate_limit: float = 0.0
     """Requests/s above which the mock answers 429 with Retry-After; 0 = none."""
+    limit_kind: str = "sliding"
+    """How the mock enforces rate_limit: "sliding", "fixed" (windows) or "token-bucket"."""
+    limit_window: float = 1.0
+    """Seconds: the window of the "sliding" and "fixed" kinds."""
+    limit_burst: int = 0
+    """Token bucket size in requests; 0 = a quarter second of rate_limit."""
+    retry_after: str = "seconds"
+    """Retry-After on a 429: "seconds", "date" (HTTP date) or "none"."""
+    limit_headers: str = "none"
+    """Quota headers on every answer: "none", "ietf" (RateLimit-*) or "x" (X-RateLimit-*)."""
+    rate_schedule: str = ""
+    """Changes of rate_limit during a run, "SECONDS:RATE,...", from the first request."""
     cards: int = 15
     """Catalogue size, 1 to 100; 100 gives ~1 MB responses."""
     seed: int = 0
@@ -370,6 +382,7 @@ def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
             fail(key, "must be more than 0 seconds")
     if c.processing.processes > c.processing.max_workers:
         fail("processing.processes", f"must not exceed max_workers ({c.processing.max_workers})")
+    _check_mock(c.mock, fail)
     if c.mock.cards > 100:
         fail("mock.cards", "must be at most 100")
     if not 0.0 <= c.mock.error_rate <= 1.0:
@@ -424,6 +437,33 @@ def _check_names(where: str, c: Config, derived: set[str]) -> None:
                 f"rename it in the input file (result columns: {', '.join(_OUTCOME_NAMES)}, "
                 "cards_returned, best_card_savings_gap, top<k>_...)"
             )
+
+
+_MOCK_CHOICES = {
+    "limit_kind": ("sliding", "fixed", "token-bucket"),
+    "retry_after": ("seconds", "date", "none"),
+    "limit_headers": ("none", "ietf", "x"),
+}
+
+
+def _check_mock(m: MockConfig, fail: Any) -> None:
+    for name, allowed in _MOCK_CHOICES.items():
+        if getattr(m, name) not in allowed:
+            fail(f"mock.{name}", "must be one of " + ", ".join(f'"{a}"' for a in allowed))
+    if m.limit_window <= 0:
+        fail("mock.limit_window", "must be more than 0 seconds")
+    if m.limit_burst < 0:
+        fail("mock.limit_burst", "must not be negative")
+    if not m.rate_schedule:
+        return
+    from pipeline.mockapi.gateway import parse_schedule
+
+    try:
+        parse_schedule(m.rate_schedule)
+    except ValueError as exc:
+        fail("mock.rate_schedule", str(exc))
+    if m.rate_limit <= 0:
+        fail("mock.rate_schedule", "needs rate_limit > 0 to start from")
 
 
 def _get(config: Config, key: str) -> Any:

@@ -146,12 +146,12 @@ def test_retry_after_is_whole_seconds_rounded_up_at_least_one() -> None:
 
 def test_sliding_window_admits_the_rate_per_second_then_frees_up() -> None:
     window = SlidingWindow(2)
-    assert [window.admit(10.0), window.admit(10.4)] == [0.0, 0.0]
-    assert window.admit(10.5) == pytest.approx(0.5)  # the first slot frees at 11.0
-    assert window.admit(11.0) == 0.0
+    assert [window.admit(10.0).wait_s, window.admit(10.4).wait_s] == [0.0, 0.0]
+    assert window.admit(10.5).wait_s == pytest.approx(0.5)  # the first slot frees at 11.0
+    assert window.admit(11.0).wait_s == 0.0
     slow = SlidingWindow(0.5)  # one request per 2 seconds
-    assert slow.admit(0.0) == 0.0
-    assert slow.admit(1.0) == pytest.approx(1.0)
+    assert slow.admit(0.0).wait_s == 0.0
+    assert slow.admit(1.0).wait_s == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,12 @@ def mock_settings(config: Config) -> Any:
         jitter_ms=m.jitter_ms,
         error_rate=m.error_rate,
         rate_limit=m.rate_limit,
+        limit_kind=m.limit_kind,
+        limit_window_s=m.limit_window,
+        limit_burst=m.limit_burst,
+        retry_after=m.retry_after,
+        limit_headers=m.limit_headers,
+        rate_schedule=m.rate_schedule,
         cards=m.cards,
         seed=m.seed,
     )

@@ -7,7 +7,8 @@ of a mock running in another process.
 
 An answer is a pure function of the request body and `MockSettings`: `compute_response` tells a
 test what the server will send. Faults are scripted (`Rule`), seeded (`error_rate`, jitter) or
-driven by the injected clock (`rate_limit`, token expiry), so tests stay deterministic.
+driven by the injected clock (`rate_limit` and its schedule, token expiry), so tests stay
+deterministic.
 
 The modules, from data to socket:
 
@@ -17,7 +18,9 @@ The modules, from data to socket:
 - `scoring`: the savings model and request validation.
 - `cardtext`: the static JSON text of every card, built once per settings.
 - `render`: a response, the request's numbers spliced into that text.
-- `state`: stats, the rate-limit window, partner tokens, the rule book.
+- `gateway`: the rate limit, as gateways enforce it (sliding, fixed, token bucket), and the
+  quota headers it sends.
+- `state`: stats, partner tokens, the rule book.
 - `replies`: answers as data (status, body, headers).
 - `server`: `MockServer`, routes and the order of checks.
 - `handler`: HTTP/1.1 keep-alive, gzip, one thread per connection.
@@ -36,16 +39,27 @@ from pipeline.mockapi.fields import (
     QUARTERLY_FIELDS,
     SPEND_FIELDS,
 )
+from pipeline.mockapi.gateway import (
+    KINDS,
+    FixedWindow,
+    Gateway,
+    SlidingWindow,
+    TokenBucket,
+    Verdict,
+    make_gateway,
+    parse_schedule,
+    retry_after_header,
+)
 from pipeline.mockapi.handler import accepts_gzip
 from pipeline.mockapi.process import MockProcess, serve, start_mock_process
 from pipeline.mockapi.render import compute_response, render_response
 from pipeline.mockapi.scoring import field_savings, monthly_value, validate_body
 from pipeline.mockapi.server import MockServer
 from pipeline.mockapi.settings import MAX_CARDS, MockSettings, Rule
-from pipeline.mockapi.state import SlidingWindow, retry_after_header
 
 __all__ = [
     "ANNUAL_FIELDS",
+    "KINDS",
     "LOUNGE_VISIT_VALUE",
     "MAX_CARDS",
     "MONTHLY_FIELDS",
@@ -53,17 +67,23 @@ __all__ = [
     "SPEND_FIELDS",
     "Card",
     "Earn",
+    "FixedWindow",
+    "Gateway",
     "Milestone",
     "MockProcess",
     "MockServer",
     "MockSettings",
     "Rule",
     "SlidingWindow",
+    "TokenBucket",
+    "Verdict",
     "accepts_gzip",
     "build_catalogue",
     "compute_response",
     "field_savings",
+    "make_gateway",
     "monthly_value",
+    "parse_schedule",
     "render_response",
     "retry_after_header",
     "serve",

@@ -125,8 +125,22 @@ def serve(
     with MockServer(settings, host, port) as server, contextlib.suppress(KeyboardInterrupt):
         announce(
             f"CardGenius mock API on {server.base_url} ({settings.cards} cards, latency "
-            f"{settings.latency_ms:g}±{settings.jitter_ms:g} ms) - Ctrl+C to stop"
+            f"{settings.latency_ms:g}±{settings.jitter_ms:g} ms{_limit_text(settings)}) - "
+            "Ctrl+C to stop"
         )
         forever = threading.Event()
         while not forever.wait(0.5):  # short waits: Ctrl+C is seen at once on every platform
             pass
+
+
+def _limit_text(s: MockSettings) -> str:
+    """ ", 60 req/s token-bucket" and the like; "" without a rate limit."""
+    if not s.rate_limit:
+        return ""
+    window = f" {s.limit_window_s:g} s" if s.limit_kind != "token-bucket" else ""
+    text = f", {s.rate_limit:g} req/s {s.limit_kind}{window}, Retry-After {s.retry_after}"
+    if s.limit_headers != "none":
+        text += f", {s.limit_headers} quota headers"
+    if s.rate_schedule:
+        text += f", schedule {s.rate_schedule}"
+    return text

@@ -16,9 +16,20 @@ from types import TracebackType
 from typing import Any
 
 from pipeline.mockapi.cardtext import _card_texts
+from pipeline.mockapi.gateway import (
+    Gateway,
+    Schedule,
+    Verdict,
+    limit_headers,
+    make_gateway,
+    parse_schedule,
+    retry_after_date,
+    retry_after_header,
+)
 from pipeline.mockapi.handler import _HTTPServer
 from pipeline.mockapi.render import render_response
 from pipeline.mockapi.replies import (
+    _JSON,
     _NOT_JSON,
     _error_reply,
     _json_reply,
@@ -28,7 +39,7 @@ from pipeline.mockapi.replies import (
 )
 from pipeline.mockapi.scoring import validate_body
 from pipeline.mockapi.settings import MockSettings, Rule
-from pipeline.mockapi.state import SlidingWindow, _RuleBook, _Stats, _Tokens, retry_after_header
+from pipeline.mockapi.state import _RuleBook, _Stats, _Tokens
 
 _Route = Callable[[bytes, "str | None"], _Reply]
 
@@ -57,7 +68,11 @@ class MockServer:
         self._stats = _Stats()
         self._rules = _RuleBook()
         self._tokens = _Tokens(settings.token_ttl_s, clock)
-        self._window = SlidingWindow(settings.rate_limit) if settings.rate_limit > 0 else None
+        self._gateway: Gateway | None = None
+        self._schedule = Schedule(settings.rate_limit, parse_schedule(settings.rate_schedule))
+        self._first_arrival: float | None = None
+        self._gateway_lock = threading.Lock()
+        self._new_gateway()
         self._latency_rng = random.Random(f"latency:{settings.seed}")
         self._error_rng = random.Random(f"errors:{settings.seed}")
         self._routes: dict[str, tuple[str, _Route]] = {
@@ -131,12 +146,25 @@ class MockServer:
 
     def stats(self) -> dict[str, Any]:
         """{"requests", "by_path", "by_status" (keys are strings), "calculate",
-        "arrivals" (clock seconds of the calculate requests, oldest first), "process_cpu_s"
+        "arrivals" (clock seconds of the calculate requests, oldest first), "throttled" (the
+        arrivals of those answered 429), "process_cpu_s"
         (CPU seconds used so far by the process that serves the mock)}."""
         return self._stats.snapshot()
 
     def reset_stats(self) -> None:
+        """Forget the counts; the rate limit starts afresh, its schedule from the next request."""
         self._stats.reset()
+        self._new_gateway()
+
+    def _new_gateway(self) -> None:
+        s = self.settings
+        with self._gateway_lock:
+            self._first_arrival = None
+            self._gateway = None
+            if s.rate_limit > 0:
+                self._gateway = make_gateway(
+                    s.limit_kind, s.rate_limit, s.limit_window_s, s.limit_burst
+                )
 
     def add_rule(self, rule: Rule) -> None:
         """Script an answer; rules are checked in the order added, before the normal answer."""
@@ -181,12 +209,11 @@ class MockServer:
         if rule is not None:
             self._wait()
             return _rule_reply(rule)
-        wait_s = self._window.admit(arrival) if self._window is not None else 0.0
-        if wait_s > 0:
-            message = f"Too many requests: the limit is {self.settings.rate_limit:g} requests/s"
-            return _error_reply(
-                429, message, "CALC_429", {"Retry-After": retry_after_header(wait_s)}
-            )
+        verdict = self._admit(arrival)
+        quota = self._quota_headers(verdict)
+        if verdict is not None and not verdict.admitted:
+            self._stats.throttled(arrival)
+            return self._throttle(verdict, quota)
         if partner and not self._tokens.is_live(token):
             return _json_reply(401, {"status": "error", "message": "Token expired"})
         self._wait()
@@ -200,7 +227,37 @@ class MockServer:
         answer = render_response(parsed, self.settings, beta=beta)
         if partner:
             answer = b'{"status":"success","message":"","data":' + answer + b"}"
-        return _Reply(200, answer)
+        return _Reply(200, answer, {**_JSON, **quota}) if quota else _Reply(200, answer)
+
+    def _admit(self, arrival: float) -> Verdict | None:
+        """The gateway's verdict (None without a rate limit), at the scheduled rate."""
+        with self._gateway_lock:
+            gateway = self._gateway
+            if gateway is None:
+                return None
+            if self._first_arrival is None:
+                self._first_arrival = arrival
+            rate = self._schedule.rate_at(arrival - self._first_arrival)
+            if rate != gateway.rate:
+                gateway.set_rate(rate)
+        return gateway.admit(arrival)
+
+    def _quota_headers(self, verdict: Verdict | None) -> dict[str, str]:
+        style = self.settings.limit_headers
+        if verdict is None or style == "none":
+            return {}
+        return limit_headers(verdict, "RateLimit" if style == "ietf" else "X-RateLimit")
+
+    def _throttle(self, verdict: Verdict, quota: dict[str, str]) -> _Reply:
+        """The 429: Retry-After in seconds, as a date, or none, as the settings say."""
+        assert self._gateway is not None
+        message = f"Too many requests: the limit is {self._gateway.rate:g} requests/s"
+        headers = dict(quota)
+        if self.settings.retry_after == "seconds":
+            headers["Retry-After"] = retry_after_header(verdict.wait_s)
+        elif self.settings.retry_after == "date":
+            headers["Retry-After"] = retry_after_date(verdict.wait_s)
+        return _error_reply(429, message, "CALC_429", headers)
 
     def _wait(self) -> None:
         """Wait latency_ms +- jitter_ms (uniform, never below 0) with the injected sleep."""

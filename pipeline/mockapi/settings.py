@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pipeline.mockapi.gateway import KINDS, parse_schedule
+
 MAX_CARDS = 100
 
 
@@ -26,6 +28,20 @@ class MockSettings:
     """Share (0..1) of calculate requests answered 500, drawn from an RNG seeded by `seed`."""
     rate_limit: float = 0.0
     """Calculate requests per second above which the mock answers 429; 0 = no limit."""
+    limit_kind: str = "sliding"
+    """How the rate is enforced: "sliding", "fixed" or "token-bucket" (gateway.py)."""
+    limit_window_s: float = 1.0
+    """Window of the "sliding" and "fixed" kinds, in seconds (e.g. 1, 10, 60)."""
+    limit_burst: int = 0
+    """Token bucket size in requests; 0 = a quarter second of the rate."""
+    retry_after: str = "seconds"
+    """`Retry-After` on a 429: "seconds", "date" (an HTTP date) or "none" (no header)."""
+    limit_headers: str = "none"
+    """Quota headers on every calculate answer: "none", "ietf" (RateLimit-Limit, -Remaining,
+    -Reset) or "x" (X-RateLimit-*)."""
+    rate_schedule: str = ""
+    """Changes of `rate_limit` during a run, "SECONDS:RATE,...", counted from the first
+    request, e.g. "20:30,40:80"; "" = none."""
     cards: int = 15
     """Catalogue size, 1..100; 15 gives ~35 KB responses, 100 gives ~1 MB."""
     seed: int = 0
@@ -47,12 +63,39 @@ class MockSettings:
             raise ValueError(
                 f"MockSettings.error_rate ({self.error_rate!r}) must be between 0 and 1"
             )
+        self._check_limit()
         if _not_int(self.cards) or not 1 <= self.cards <= MAX_CARDS:
             raise ValueError(f"MockSettings.cards ({self.cards!r}) must be an integer 1..100")
         if _not_int(self.seed):
             raise ValueError(f"MockSettings.seed ({self.seed!r}) must be an integer")
         if not isinstance(self.api_key, str) or not self.api_key:
             raise ValueError("MockSettings.api_key must be a non-empty string")
+
+    def _check_limit(self) -> None:
+        _check_number("limit_window_s", self.limit_window_s, "must be a number > 0", positive=True)
+        if _not_int(self.limit_burst) or self.limit_burst < 0:
+            raise ValueError(
+                f"MockSettings.limit_burst ({self.limit_burst!r}) must be an integer >= 0"
+            )
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"MockSettings.{name} ({getattr(self, name)!r}) must be one of "
+                    + ", ".join(allowed)
+                )
+        try:
+            parse_schedule(self.rate_schedule)
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"MockSettings.rate_schedule: {exc}") from None
+        if self.rate_schedule and not self.rate_limit > 0:
+            raise ValueError("MockSettings.rate_schedule needs a rate_limit > 0 to start from")
+
+
+_CHOICES = {
+    "limit_kind": KINDS,
+    "retry_after": ("seconds", "date", "none"),
+    "limit_headers": ("none", "ietf", "x"),
+}
 
 
 def _not_int(value: object) -> bool:

@@ -1,4 +1,4 @@
-"""The server's mutable state: stats, the rate-limit window, partner tokens, scripted rules.
+"""The server's mutable state: stats, partner tokens, scripted rules (the rate limit: gateway.py).
 
 Handlers run in many threads, so each of these holds a lock around every access; time comes
 from the injected clock.
@@ -6,7 +6,6 @@ from the injected clock.
 
 from __future__ import annotations
 
-import math
 import secrets
 import threading
 import time
@@ -35,12 +34,18 @@ class _Stats:
             self._by_status: dict[str, int] = {}
             self._calculate = 0
             self._arrivals: deque[float] = deque(maxlen=_MAX_ARRIVALS)
+            self._throttled: deque[float] = deque(maxlen=_MAX_ARRIVALS)
 
     def arrival(self, at: float) -> None:
         """Count a calculate request that arrived at `at` (clock seconds)."""
         with self._lock:
             self._calculate += 1
             self._arrivals.append(at)
+
+    def throttled(self, at: float) -> None:
+        """A calculate request that arrived at `at` was answered 429."""
+        with self._lock:
+            self._throttled.append(at)
 
     def answered(self, path: str, status: int) -> None:
         with self._lock:
@@ -56,41 +61,9 @@ class _Stats:
                 "by_status": dict(self._by_status),
                 "calculate": self._calculate,
                 "arrivals": list(self._arrivals),
+                "throttled": list(self._throttled),
                 "process_cpu_s": time.process_time(),
             }
-
-
-class SlidingWindow:
-    """The mock's rate limit: a sliding window over admitted calculate requests.
-
-    At `rate` >= 1 request/s, at most floor(`rate`) requests are admitted in any 1-second span;
-    below 1 request/s the span grows to 1/`rate` seconds and holds one. Refused requests do not
-    fill the window, so a client that keeps knocking still gets through once it slows down.
-    """
-
-    def __init__(self, rate: float) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate ({rate!r}) must be > 0 requests/s")
-        self.window_s = max(1.0, 1.0 / rate)
-        self.limit = max(1, math.floor(rate * self.window_s + 1e-9))
-        self._admitted: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def admit(self, now: float) -> float:
-        """0.0 if a request arriving at `now` (clock seconds) is admitted, else the seconds
-        until the window would admit it."""
-        with self._lock:
-            while self._admitted and self._admitted[0] <= now - self.window_s:
-                self._admitted.popleft()
-            if len(self._admitted) < self.limit:
-                self._admitted.append(now)
-                return 0.0
-            return self._admitted[0] + self.window_s - now
-
-
-def retry_after_header(wait_s: float) -> str:
-    """`Retry-After` for a wait of `wait_s` seconds: whole seconds, rounded up, at least 1."""
-    return str(max(1, math.ceil(wait_s)))
 
 
 class _Tokens:
