@@ -129,7 +129,9 @@ def test_quota_headers_on_every_answer(session: requests.Session) -> None:
     assert third.status_code == 429 and third.headers["RateLimit-Reset"] == "1"
     with MockServer(fast(rate_limit=5, limit_headers="x"), clock=clock) as mock:
         answer = post(session, mock)
-    assert answer.headers["X-RateLimit-Remaining"] == "4" and "RateLimit-Limit" not in answer.headers
+    assert (
+        answer.headers["X-RateLimit-Remaining"] == "4" and "RateLimit-Limit" not in answer.headers
+    )
     with MockServer(fast(rate_limit=5), clock=clock) as mock:
         assert not any("ratelimit" in name.lower() for name in post(session, mock).headers)
 
