@@ -4,13 +4,14 @@
     .venv/bin/python scripts/bench.py all --quick          # what CI runs (tests/test_bench.py)
 
 Scenarios: overhead (1), latency (2), saturation (2b), cards100 (3), ratelimit (4), server429
-(5), sharding (6), merge (7), kill (8), cache (9), compare (10). Each starts its own mock API
-in a process of its own on loopback (every contender calls the same one), runs the contenders
-in turn, round after round (A B A B ...), and prints one Markdown table row per contender:
-medians over the rounds of users/s (wall time of the whole command), requests/s seen at the
-mock, client CPU per user (the contender's whole process tree), peak RSS (summed over the
-tree), the mock's CPU per request, and the median per-round ratio to the scenario's reference.
-The machine is shared and noisy: read the ratios, not the absolute numbers. The contenders:
+(5), sharding (6), merge (7), kill (8), cache (9), compare (10), gateways (11). Each starts
+its own mock API in a process of its own on loopback (every contender calls the same one),
+runs the contenders in turn, round after round (A B A B ...), and prints one Markdown table
+row per contender: medians over the rounds of users/s (wall time of the whole command),
+requests/s seen at the mock, client CPU per user (the contender's whole process tree), peak
+RSS (summed over the tree), the mock's CPU per request, and the median per-round ratio to the
+scenario's reference. The machine is shared and noisy: read the ratios, not the absolute
+numbers. The contenders:
 
 - pipeline: `python -m pipeline run --config C --no-progress`, as a user runs it, with
   `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false` and an
@@ -65,6 +66,7 @@ from bench.contenders import (  # noqa: E402
     shard_rows,
     threadpool,
 )
+from bench.gateways import gateways as gateway_rows  # noqa: E402
 from bench.server import BenchMock, max_window  # noqa: E402
 
 from pipeline.mockapi import MockSettings  # noqa: E402
@@ -415,6 +417,11 @@ def settle(mock: BenchMock, quiet_s: float = 3.0, limit_s: float = 15.0):  # typ
     return seen
 
 
+def gateways(args: Args) -> list[Row]:
+    """11. Each kind of partner gateway (bench/gateways.py), measured at the gateway."""
+    return gateway_rows(args.quick, args.rows, _rounds(args, full=1), args.data_dir)
+
+
 SCENARIOS: dict[str, Callable[[Args], list[Row]]] = {
     "overhead": overhead,
     "latency": latency,
@@ -427,6 +434,7 @@ SCENARIOS: dict[str, Callable[[Args], list[Row]]] = {
     "kill": kill,
     "cache": cache,
     "compare": compare,
+    "gateways": gateways,
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.api.classify import Outcome
 from pipeline.traffic.limiter import RATE_MARGIN, Limiter, SharedLimits
+from pipeline.traffic.throttle import Quota
 
 
 class FakeClock:
@@ -174,3 +175,37 @@ def test_trip_for_a_retry_after_too_long_to_honour() -> None:
     probe = limiter.acquire()
     assert probe is not None and probe.probe
     assert clock.now == pytest.approx(1030.0)
+
+
+def test_successes_and_429s_are_counted_for_the_pacer_and_many_in_a_row_pause() -> None:
+    limiter, clock, _ = make(rate=0.0)
+    for _ in range(3):
+        permit = limiter.acquire()
+        assert permit is not None
+        limiter.release(permit, Outcome.SUCCESS)
+    limiter.throttled(1.0)  # a token bucket's 1 s among successes: nobody else waits
+    assert limiter.totals() == (3, 1) and limiter.paused_for() == 0.0
+    for _ in range(3):  # the fourth in a row: the partner refuses everything right now
+        limiter.throttled(1.0)
+    assert limiter.paused_for() == pytest.approx(0.1)
+    permit = limiter.acquire()
+    assert permit is not None and clock.now == pytest.approx(1000.1)
+    limiter.release(permit, Outcome.SUCCESS)
+    limiter.throttled(1.0)  # the success broke the run of 429s
+    assert limiter.paused_for() == 0.0
+    limiter.throttled(6.0)  # a spent window: everyone waits for it
+    assert limiter.paused_for() == pytest.approx(6.0)
+    assert limiter.totals() == (4, 6)
+
+
+def test_quota_headers_cap_the_rate_and_hold_at_the_reserve() -> None:
+    limiter, clock, _ = make(rate=200.0)
+    permit = limiter.acquire()
+    assert permit is not None
+    limiter.release(permit, Outcome.SUCCESS, Quota(limit=600, remaining=400, reset_s=10.0))
+    assert limiter.rate() == pytest.approx(0.97 * 60) and limiter.rate_set() == 200.0
+    permit = limiter.acquire()
+    assert permit is not None
+    limiter.release(permit, Outcome.SUCCESS, Quota(limit=600, remaining=1, reset_s=3.0))
+    assert limiter.paused_for() == pytest.approx(3.0)  # Remaining would reach 0 before Reset
+    assert limiter.acquire() is not None and clock.now == pytest.approx(1003.0, abs=0.02)

@@ -31,6 +31,7 @@ from pipeline.errors import (
     PermanentError,
     TransientError,
 )
+from pipeline.traffic.throttle import Quota, parse_quota
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 
@@ -77,6 +78,8 @@ class Answer:
     cards: list[Mapping[str, Any]]
     http_status: int
     latency_ms: float
+    quota: Quota | None = None
+    """The partner's quota headers (RateLimit-* / X-RateLimit-*), when it sent them."""
 
 
 REFUSALS_IN_A_ROW = 3
@@ -273,7 +276,8 @@ class CardGeniusClient:
             reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
             message = f"bad body: {reason}"
             raise TransientError(message, kind=ErrorKind.BAD_BODY, http_status=status) from None
-        return Answer(cards=cards, http_status=status, latency_ms=latency_ms)
+        quota = parse_quota(response.headers, time.time())
+        return Answer(cards=cards, http_status=status, latency_ms=latency_ms, quota=quota)
 
     def _post(self, data: bytes, token: str | None) -> requests.Response:
         if self.session.cookies:

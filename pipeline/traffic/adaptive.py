@@ -1,116 +1,178 @@
-"""Adaptive rate control (AIMD): as fast as the partner allows, and not one request faster.
+"""Pacing: find the partner's limit in seconds, hold just under it, follow it when it moves.
 
-`AimdController.update(feedback)` is called by the coordinator about once a second with what
-the whole run saw since the previous call, and returns the rate the shared limiter should
-hold (0 = no client-side limit). The algorithm:
+`Pacer.update(feedback)` is called by the coordinator every tick (~0.2 s) with the run's
+running totals of successful answers and 429s (shared counters, so it sees them at once),
+and about once a second with the overload and latency figures of the workers' events. It
+returns the rate the shared limiter should hold (0 = no client-side limit).
 
-1. Start at `[processing] rate_limit`, or unlimited when it is 0.
-2. Trouble is a 429, a share of 503s / timeouts of at least `overload_share`, or, with every
-   slot in flight, a median latency over `latency_factor` x the best median seen for
-   `SLOW_UPDATES` updates in a row: the API is queueing us. On trouble (at most once per
-   `cooldown`), decrease multiplicatively from what the API really served:
-   `rate = served * factor`, with factor `throttle_decrease` for 429s (the partner said
-   exactly where its limit is) and `overload_decrease` otherwise.
-   When nothing was served there is no figure to go from, and the rate stays.
-   The rate that was too fast is remembered as `too_fast`.
-3. Without trouble, increase additively every update: `increase` x rate per second (at least
-   `MIN_STEP`), and `CAUTION` times slower within 5% of `too_fast`, so the run rests just
-   under the partner's limit instead of bouncing off it (every 429 also costs a Retry-After
-   pause of the whole run). Clean well above `too_fast`, the limit has moved: climb freely.
-4. Never above `rate_limit` when one is set. Unlimited runs stay unlimited until the first
-   trouble. An operator's `pipeline control rate R` replaces that ceiling for the rest of
-   the run (`set_ceiling`).
+1. **Start.** With `[processing] rate_limit` set, start there and never go above it. Without
+   one, *slow start*: `START_RATE` requests/s, doubled every `RAMP_DOUBLING` seconds, but
+   never more than `UNBOUND` x what is being served (so a run held back by its latency or its
+   in-flight cap does not build up a rate it could dump on the partner later). An
+   operator's `pipeline control rate R` replaces the ceiling for the rest of the run, in
+   force at once (`set_ceiling`). A partner
+   without a limit is never touched; one with a limit sees a few dozen 429s, not a flood.
+   A partner that states its quota in headers is taken at its word at once.
+2. **Cut to what was served.** On new 429s (at most once per `COOLDOWN`: the 429s of
+   requests already on their way are not news), the partner's limit is taken to be what it
+   served over the last `SERVED_SPAN` seconds (successes only), and the rate is set to
+   `CUT` x that: just under the partner's real limit, whatever the overshoot was. That
+   figure is remembered as `limit`.
+3. **Climb fast when far, slowly when near.** Without new 429s: below `(1 - NEAR)` x
+   `limit` (after an overload cut, say) the rate closes `FAR_GAIN` of the gap per second;
+   from there on it grows by `NEAR_GROWTH` of itself per second, so a limit that has not
+   moved is touched again after about a second, with a handful of 429s. Clean at `MOVED`
+   above `limit`, the limit has gone up: slow start again from there, doubling every
+   `REPROBE_DOUBLING` seconds (80 -> 30 -> 80 req/s: back over 64 about 3.5 s after the
+   last 429 at 30).
+4. **Overload**: at least 3 answers 5xx or timeouts making `overload_share` of the answers,
+   or a median latency over `latency_factor` x the best one seen for `SLOW_UPDATES` updates
+   in a row with every slot busy, cuts the rate to `overload_decrease` x what was served
+   (the API is struggling, not counting).
 
-Pure: plain numbers in, a number out, time from the caller.
+Time is *active* time: the coordinator does not ask during a pause or an outage, and a gap
+of more than `MAX_STEP` between updates counts as `MAX_STEP`, so that neither the served
+rate nor the climb takes a pause for a slow partner or a long stretch of calm.
+
+Constants were set against the mock's gateway kinds (scripts/bench.py `gateways`):
+token bucket, sliding and fixed windows, with H = 60-80 req/s, 64 in flight, 2 processes.
+What a 429's `Retry-After` does to the run, and the partner's RateLimit headers, are
+throttle.py's. Pure: plain numbers in, a number out, time from the caller.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 
 MIN_RATE = 0.5  # requests/s; never slower, so the run always moves and can find its way back
-MIN_STEP = 1.0  # requests/s added per clean second at the least, so a low rate recovers
+MIN_STEP = 1.0  # requests/s per second at the least when climbing back from far below
+START_RATE = 20.0  # requests/s of a slow start
+RAMP_DOUBLING = 0.25  # seconds per doubling of a slow start: 20 -> 640 req/s in 1.25 s
+REPROBE_DOUBLING = 0.6  # seconds per doubling of a slow start again, past a limit that moved
+UNBOUND = 4.0  # a slow start runs at most this many times ahead of what is served
+SERVED_SPAN = 1.0  # seconds of successes that measure the partner's limit
+CUT = 0.97  # share of the served rate to hold after 429s
+COOLDOWN = 1.0  # seconds after a cut in which further 429s are those of the old rate
+NEAR = 0.05  # within this share below the limit, climb slowly
+FAR_GAIN = 2.0  # share of the gap to the limit closed per second when far below it
+NEAR_GROWTH = 0.05  # share of the rate added per second near the limit
+MOVED = 0.1  # clean at this share above the last limit: it has moved; slow start again
 SLOW_UPDATES = 3  # updates in a row with a slow median before latency counts as trouble
-CAUTION = 40  # how much slower the climb is within 5% of the rate that was too fast
+MAX_STEP = 0.4  # seconds: a longer gap between updates was a pause, and does not count
 
 
 @dataclass(frozen=True)
 class Feedback:
     now: float
+    ok_total: int = 0
+    """Successful answers so far in the run, all processes."""
+    throttled_total: int = 0
+    """429 answers so far in the run, all processes."""
     answered: int = 0
-    """Answers received since the last update (any status)."""
-    throttled: int = 0
-    """429 answers."""
+    """Answers since the last overload figures (any status); 0 = no figures this time."""
     overloaded: int = 0
-    """5xx answers and timeouts."""
-    served_rate: float = 0.0
-    """Successful answers per second over the last few seconds: what the API really served."""
+    """5xx answers and timeouts among them."""
     median_ms: float | None = None
     saturated: bool = False
-    """Every in-flight slot was busy."""
+    """Every in-flight slot was busy while the rate was not what held the run."""
+    quota_rate: float = 0.0
+    """What the partner's quota headers allow, requests/s (throttle.py); 0 = no headers."""
 
 
 @dataclass(frozen=True)
-class AimdPolicy:
+class PacerPolicy:
     ceiling: float = 0.0
-    """`[processing] rate_limit`; 0 = none."""
-    throttle_decrease: float = 0.95
+    """`[processing] rate_limit`; 0 = none (slow start)."""
     overload_decrease: float = 0.7
-    increase: float = 0.05
-    """Fraction of the rate added per second while clean."""
-    cooldown: float = 2.0
     overload_share: float = 0.2
     latency_factor: float = 2.0
 
 
-class AimdController:
-    def __init__(self, policy: AimdPolicy, now: float) -> None:
+class Pacer:
+    def __init__(self, policy: PacerPolicy, now: float) -> None:
         self.policy = policy
-        self.rate = policy.ceiling
-        self.too_fast = 0.0
-        self.best_median: float | None = None
+        self.rate = policy.ceiling or START_RATE
+        self.ramping = policy.ceiling <= 0
+        self.limit = 0.0
+        """The partner's limit as last measured (0 = none seen yet)."""
+        self.wall = self.now = now
         self.quiet_until = now
         self.last = now
-        self.decreases = 0
+        self.throttled = 0
+        self.history: deque[tuple[float, int]] = deque([(now, 0)])
+        self.cuts = 0
+        self.best_median: float | None = None
         self.slow_updates = 0
 
     def set_ceiling(self, ceiling: float) -> None:
         """A new ceiling (0 = none), in force at once: the operator asked for that rate, so
-        the climb starts there, not from below; trouble still brings it down."""
+        the climb starts there, not from below; 429s still bring it down."""
         self.policy = replace(self.policy, ceiling=ceiling)
-        self.rate = ceiling
+        self.rate = ceiling or self.rate
+        self.ramping = ceiling <= 0 and self.limit == 0
+
+    def served(self, now: float) -> float:
+        """Successes per second over the last SERVED_SPAN seconds (less at the start)."""
+        t0, ok0 = self.history[0]
+        t1, ok1 = self.history[-1]
+        return (ok1 - ok0) / max(t1 - t0, 0.2) if t1 > t0 else 0.0
 
     def update(self, f: Feedback) -> float:
-        p = self.policy
-        trouble = self._trouble(f)
-        if f.now < self.quiet_until:
+        self.now += min(max(0.0, f.now - self.wall), MAX_STEP)
+        self.wall, now = f.now, self.now
+        self._remember(now, f.ok_total)
+        elapsed, self.last = max(0.0, now - self.last), now
+        new_429s, self.throttled = f.throttled_total - self.throttled, f.throttled_total
+        overload = self._overload(f)
+        if now < self.quiet_until:
             return self.rate
-        elapsed, self.last = max(0.0, f.now - self.last), f.now
-        if trouble is not None:
-            served = f.served_rate if f.served_rate > 0 else self.rate
-            base = min(served, self.rate) if self.rate > 0 else served
-            if base <= 0:
-                return self.rate  # nothing was served: no figure to decrease from
-            self.too_fast = max(base, MIN_RATE)
-            self.rate = max(MIN_RATE, base * trouble)
-            self.quiet_until = self.last = f.now + p.cooldown
-            self.decreases += 1
-        elif self.rate > 0:
-            step = max(self.rate * p.increase, MIN_STEP) * elapsed
-            if self.too_fast * 0.95 <= self.rate <= self.too_fast * 1.05:
-                step /= CAUTION
-            elif self.rate > self.too_fast * 1.05:
-                self.too_fast = 0.0  # clean well above it: the limit has moved, climb freely
-            self.rate += step
-            if p.ceiling > 0:
-                self.rate = min(self.rate, p.ceiling)
+        if new_429s > 0 or overload is not None:
+            self._cut(now, 1.0 if overload is None else overload, throttled=new_429s > 0)
+        elif self.ramping:
+            doubling = REPROBE_DOUBLING if self.limit > 0 else RAMP_DOUBLING
+            self.rate *= 2.0 ** (elapsed / doubling)
+            self.rate = min(self.rate, max(START_RATE, UNBOUND * self.served(now)))
+            # The partner said how fast: no need to find out (the limiter holds to it).
+            self.rate = max(self.rate, f.quota_rate)
+        else:
+            self._climb(now, elapsed)
         return self.rate
 
-    def _trouble(self, f: Feedback) -> float | None:
-        """The decrease factor when the feedback shows trouble, else None."""
+    def _remember(self, now: float, ok_total: int) -> None:
+        self.history.append((now, ok_total))
+        while len(self.history) > 2 and self.history[1][0] <= now - SERVED_SPAN:
+            self.history.popleft()
+
+    def _cut(self, now: float, factor: float, *, throttled: bool) -> None:
+        served = self.served(now)
+        if served <= 0:
+            return  # nothing was served: no figure to go from; the rate stays
+        if throttled:
+            self.limit = served
+        self.rate = max(MIN_RATE, served * (CUT if throttled else factor))
+        if self.policy.ceiling > 0:
+            self.rate = min(self.rate, self.policy.ceiling)
+        self.ramping = False
+        self.quiet_until = self.last = now + COOLDOWN
+        self.cuts += 1
+
+    def _climb(self, now: float, elapsed: float) -> None:
+        limit, ceiling = self.limit or self.rate, self.policy.ceiling
+        if self.rate < limit * (1 - NEAR):
+            self.rate += max(MIN_STEP, (limit - self.rate) * FAR_GAIN) * elapsed
+        elif self.rate > limit * (1 + MOVED) and self.limit > 0:
+            self.ramping = True  # clean well above the old limit: it is not there any more
+        else:
+            self.rate *= 1 + NEAR_GROWTH * elapsed
+        if ceiling > 0:
+            self.rate = min(self.rate, ceiling)
+        else:  # a partner that no longer holds the run back: do not outrun what is served
+            self.rate = min(self.rate, max(START_RATE, self.limit, UNBOUND * self.served(now)))
+
+    def _overload(self, f: Feedback) -> float | None:
+        """The decrease factor when the overload figures show trouble, else None."""
         p = self.policy
-        if f.throttled:
-            return p.throttle_decrease
         if f.overloaded >= 3 and f.overloaded >= p.overload_share * max(f.answered, 1):
             return p.overload_decrease
         if f.median_ms is not None:

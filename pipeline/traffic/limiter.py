@@ -10,12 +10,21 @@ leaves its budget to the others.
 Rate: a virtual schedule (GCRA). A shared `next_slot` holds the earliest time the next request
 may start; each acquire takes `max(now, next_slot)` and moves `next_slot` on by `1 / rate`. The
 requests are spaced evenly, so no 1-second window ever holds more than `rate + 1` of them.
+No place is booked more than `HORIZON` ahead: 64 lanes booked at 10 requests/s would hold
+that rate for 6 s whatever the pacer decided meanwhile (measured: a slow start that never got
+past half its rate), and a cut would take effect only after the old bookings.
 `time.monotonic` is one system-wide clock on Linux, so processes agree on it. The coordinator
 changes `rate` as the adaptive control decides (adaptive.py).
 
-Pause: `pause_for(seconds)` (a `Retry-After`) holds every acquire in every process until then.
+Pause: `pause_for(seconds)` holds every acquire in every process until then. A 429 comes in
+through `throttled(retry_after)`, which pauses the run only as throttle.py's rule says; the
+partner's quota headers come with `release` and cap the rate (throttle.py).
 `hold()` (an operator's `pipeline control pause`) holds them until `unhold()`; requests
 already on the wire finish.
+
+Counts: successes, 429s, requests sent and ended are counted in shared memory (one set of
+counters per process, each behind its own thread lock), so the coordinator's pacer sees them
+within a tick instead of with the next progress event.
 
 Breaker: see breaker.py; its state lives here so that every process sees it at once.
 """
@@ -23,6 +32,8 @@ Breaker: see breaker.py; its state lives here so that every process sees it at o
 from __future__ import annotations
 
 import multiprocessing.context
+import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,12 +41,20 @@ from typing import Any
 
 from pipeline.api.classify import Outcome
 from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
+from pipeline.traffic.throttle import Quota, QuotaPolicy, ThrottlePolicy
 
 # Requests are spaced for 99% of the rate, so that one starting late (a busy CPU, the GIL)
 # does not crowd a 1-second window at the partner past the rate (BENCHMARKS.md, scenario 4).
 RATE_MARGIN = 0.99
 HOLD_POLL_SECONDS = 0.1
 """How often a request held by an operator's pause looks whether the run was resumed."""
+
+HORIZON = 0.25
+"""Seconds: how far ahead of now a request may book its place in the rate's schedule."""
+COUNTER_SLOTS = 256
+"""Sets of counters; each process takes the next set when it starts."""
+_OK, _THROTTLED, _STARTED, _ENDED, _COUNTERS = range(5)
+"""A set: successes, 429s, requests sent, requests ended (sent - ended = on the wire)."""
 
 
 class SharedLimits:
@@ -58,6 +77,17 @@ class SharedLimits:
         self.capacity = in_flight
         self.busy_shards = ctx.Value("i", 0)
         self.breaker = breaker or BreakerPolicy()
+        self.counts = ctx.Array("q", _COUNTERS * COUNTER_SLOTS, lock=False)
+        self.counter_slots = ctx.Value("i", 0, lock=False)
+        self.in_a_row = ctx.Value("i", 0, lock=False)
+        """429s in a row, no success between (all processes)."""
+        self.pauses = ctx.Value("i", 0, lock=False)
+        """Pauses for many 429s in a row since the last success."""
+        self.quota_rate = ctx.Value("d", 0.0, lock=False)
+        """The rate the partner's quota headers allow; 0 = no headers seen."""
+        self.quota_window = ctx.Value("d", 0.0, lock=False)
+        self.throttle = ThrottlePolicy()
+        self.quota = QuotaPolicy()
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,10 @@ class Limiter:
         self._shared = shared
         self._stop = stop
         self._clock = clock
+        self._count_lock = threading.Lock()
+        with shared.lock:
+            self._slot = _COUNTERS * (shared.counter_slots.value % COUNTER_SLOTS)
+            shared.counter_slots.value += 1
 
     def acquire(self) -> Permit | None:
         """Block until a request may start; None when the run is stopping."""
@@ -95,15 +129,19 @@ class Limiter:
             return None
         while True:
             if shared.held.value and not self._wait_while_held():
+                self._count(_STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
-            delay = self._schedule() - self._clock()
+            at, booked = self._schedule()
+            delay = at - self._clock()
             if delay > 0 and self._stop.wait(delay):
+                self._count(_STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
             # A pause that began while this request waited for its slot: take a new slot
             # after it, so the requests that were waiting do not all start at its end.
-            if self._clock() >= shared.paused_until.value and not shared.held.value:
+            if booked and self._clock() >= shared.paused_until.value and not shared.held.value:
+                self._count(_STARTED)
                 return permit
 
     def _wait_while_held(self) -> bool:
@@ -129,27 +167,44 @@ class Limiter:
             if self._stop.wait(max(0.0, min(until - now, 0.5))):
                 return None
 
-    def _schedule(self) -> float:
-        """When this request may start: after any pause, and its place in the rate's schedule."""
+    def _schedule(self) -> tuple[float, bool]:
+        """When this request may start (after any pause, at its place in the rate's schedule)
+        and True; or, when that place is more than `HORIZON` ahead, when to look again and
+        False: a place booked far ahead would keep the rate of its booking, not the one the
+        pacer has set since."""
         shared = self._shared
-        if shared.rate.value <= 0:  # no rate limit: only a pause can hold the request
+        if self.rate() <= 0:  # no rate limit: only a pause can hold the request
             now = self._clock()
-            return max(now, float(shared.paused_until.value))
+            return max(now, float(shared.paused_until.value)), True
         with shared.lock:
-            start = max(self._clock(), shared.paused_until.value)
-            rate = shared.rate.value
-            if rate > 0:
-                start = max(start, shared.next_slot.value)
-                shared.next_slot.value = start + 1.0 / (rate * RATE_MARGIN)
-            return float(start)
+            earliest = max(self._clock(), shared.paused_until.value)
+            rate = self.rate()
+            if rate <= 0:
+                return float(earliest), True
+            start = max(earliest, shared.next_slot.value)
+            if start - earliest > HORIZON:
+                # Spread the lanes that look again, so they do not all wake at once.
+                return float(start - HORIZON + random.uniform(0.0, HORIZON / 2)), False
+            shared.next_slot.value = start + 1.0 / (rate * RATE_MARGIN)
+            return float(start), True
 
-    def release(self, permit: Permit, outcome: Outcome | None = None) -> None:
+    def release(
+        self, permit: Permit, outcome: Outcome | None = None, quota: Quota | None = None
+    ) -> None:
         """Give back the slot and tell the breaker how the request went: a success closes it,
         a transient failure counts against it, any other outcome (or None: no call was made)
-        says nothing, but for a probe, which fails unless it succeeds."""
+        says nothing, but for a probe, which fails unless it succeeds. `quota`: what the
+        answer's quota headers said, if it had them."""
         shared = self._shared
-        v = shared.breaker_values
         success = outcome is Outcome.SUCCESS
+        self._count(_ENDED)
+        if success:
+            self._count(_OK)
+            if shared.in_a_row.value:
+                shared.in_a_row.value = shared.pauses.value = 0  # a lost race: a shorter run
+        if quota is not None:
+            self._take_quota(quota)
+        v = shared.breaker_values
         # The common case, a success while all is well, needs no lock: nothing to change.
         quiet = success and v[0] == 0 and v[1] == 0 and not permit.probe
         if not quiet and (success or outcome is Outcome.TRANSIENT or permit.probe):
@@ -180,6 +235,47 @@ class Limiter:
     def held(self) -> bool:
         return bool(self._shared.held.value)
 
+    def throttled(self, retry_after: float | None) -> None:
+        """A 429 came back (`retry_after`: its Retry-After in seconds, None = absent): count it,
+        and pause the whole run when throttle.py's rule says so."""
+        shared = self._shared
+        self._count(_THROTTLED)
+        with shared.lock:
+            shared.in_a_row.value += 1
+            paused = shared.paused_until.value > self._clock()
+            pause = shared.throttle.run_pause(
+                retry_after, shared.in_a_row.value, shared.pauses.value
+            )
+            if pause > 0 and (not paused or pause >= shared.throttle.long_retry_after):
+                shared.pauses.value += 1
+            else:
+                pause = 0.0  # sent before the pause in force: nothing new
+        if pause > 0:
+            self.pause_for(pause)
+
+    def _take_quota(self, quota: Quota) -> None:
+        shared, policy = self._shared, self._shared.quota
+        window = policy.window(shared.quota_window.value, quota)
+        shared.quota_window.value = window
+        shared.quota_rate.value = policy.cap(quota, window)
+        hold = policy.hold(quota)
+        if hold > 0:
+            self.pause_for(hold)
+
+    def _count(self, counter: int) -> None:
+        with self._count_lock:
+            self._shared.counts[self._slot + counter] += 1
+
+    def totals(self) -> tuple[int, int]:
+        """(successes, 429s) so far, all processes."""
+        counts = self._shared.counts[:]
+        return sum(counts[_OK::_COUNTERS]), sum(counts[_THROTTLED::_COUNTERS])
+
+    def on_the_wire(self) -> int:
+        """Requests sent and not yet answered, all processes (not those waiting their turn)."""
+        counts = self._shared.counts[:]
+        return int(sum(counts[_STARTED::_COUNTERS]) - sum(counts[_ENDED::_COUNTERS]))
+
     def trip(self, first_probe: float) -> None:
         """Open the breaker now (a Retry-After too long to honour): probe after `first_probe`."""
         with self._shared.lock:
@@ -203,9 +299,21 @@ class Limiter:
     def set_rate(self, rate: float) -> None:
         self._shared.rate.value = rate
 
-    def rate(self) -> float:
-        """Requests/s in force for the run; 0 = no limit."""
+    def quota_rate(self) -> float:
+        """The rate the partner's quota headers allow; 0 = none seen."""
+        return float(self._shared.quota_rate.value)
+
+    def rate_set(self) -> float:
+        """The rate last given to `set_rate`."""
         return float(self._shared.rate.value)
+
+    def rate(self) -> float:
+        """Requests/s in force for the run (the pacer's, capped by the partner's quota
+        headers); 0 = no limit."""
+        rate, quota = float(self._shared.rate.value), float(self._shared.quota_rate.value)
+        if quota > 0:
+            return min(rate, quota) if rate > 0 else quota
+        return rate
 
     def paused_for(self) -> float:
         """Seconds left of a run-wide pause; 0 when not paused."""

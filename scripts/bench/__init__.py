@@ -8,5 +8,6 @@
   Session), re-created for comparison only.
 - `jobs`: sharding and merge contenders, run in a process of their own.
 - `contenders`: how each contender is started; the sharding and merge scenarios.
+- `gateways`: scenario 11, the pipeline against each kind of partner gateway.
 - `compare`: rounds (A B A B ...), medians, ratios and the printed table.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -25,6 +25,8 @@ class Seen:
     by_status: dict[str, int]
     arrivals: list[float]
     mock_cpu_s: float
+    throttled: list[float] = field(default_factory=list)
+    """Arrival times of the requests answered 429."""
 
     @property
     def span_s(self) -> float:
@@ -65,6 +67,7 @@ class BenchMock:
             by_status={k: int(v) for k, v in stats["by_status"].items()},
             arrivals=[float(a) for a in stats["arrivals"]],
             mock_cpu_s=float(stats["process_cpu_s"]) - self._cpu_at_reset,
+            throttled=[float(a) for a in stats.get("throttled", [])],
         )
 
     def _stats(self) -> dict:  # type: ignore[type-arg]
