@@ -58,7 +58,7 @@ def make_attempt(
         # every row for give_up_after.
         went = None if exc.kind is ErrorKind.BAD_BODY else outcome_of(exc)
     finally:
-        limiter.release(permit, went)
+        limiter.release(permit, went, answer.quota if answer is not None else None)
     if answer is not None:
         settings, attempt.answered_at = process.settings, time.time()
         attempt.outcome = answered_outcome(

@@ -9,7 +9,8 @@ to row: a hand-off per request costs more CPU than the bookkeeping (BENCHMARKS.m
 The decisions are small parts, each guarded by `cond`: the retry schedule (schedule.py), the
 twins' dedupe book (dedupe.py), checkpoint batching (batching.py) and the event accounting
 (tally.py). A transient failure puts the row on the schedule for its backoff instead of
-holding a thread asleep; a `Retry-After` pauses the whole run through the shared limiter.
+holding a thread asleep; a 429 goes to the shared limiter, which pauses the whole run only
+as throttle.py's rule says (another status's `Retry-After` pauses it).
 
 When the shard starts, rows whose body has an answer in the answer store kept across runs are
 settled from it at once, in one batch of lookups (reuse.py); only the others are queued.
@@ -263,6 +264,9 @@ class ShardRun:
             return self._permanent(a, error)
         if error.retry_after is not None and error.retry_after > policy.retry_after_max:
             limiter.trip(policy.retry_after_max)  # too long to honour: treat as an outage
+        if error.http_status == 429:  # the partner's word on the run's pace (throttle.py)
+            too_long = (error.retry_after or 0) > policy.retry_after_max  # the trip has it
+            limiter.throttled(None if too_long else error.retry_after)
         if limiter.outage_seconds() > 0:
             # The API is down for everyone: this failure says nothing about the row, so it
             # does not use up an attempt. The breaker holds the row until the API is back.
@@ -272,7 +276,7 @@ class ShardRun:
             return self._failed(a, error)
         self.tally.retry()
         delay = policy.wait_after(a.attempts, error.retry_after, self.process.rng)
-        if error.retry_after is not None:
+        if error.retry_after is not None and error.http_status != 429:
             limiter.pause_for(delay)
         self.retries.add(a.row, a.attempts, delay)
         return True
