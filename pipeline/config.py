@@ -22,6 +22,7 @@ import tomllib
 from pipeline.api.cardgenius import REQUEST_FIELDS, derived_fields
 from pipeline.errors import ConfigError
 from pipeline.schema import OUTCOME_FIELDS, RESERVED
+from pipeline.traffic.windows import Window, parse_windows
 
 EXCEL_MAX_COLUMNS = 16_384
 RESULTS_SPARE_COLUMNS = 16
@@ -87,6 +88,9 @@ class ProcessingConfig:
     """Requests per second, all processes together; 0 = no client-side limit."""
     adaptive: bool = True
     dedupe_requests: bool = True
+    windows: tuple[Window, ...] = ()
+    """The partner's hours: daily time ranges with a rate each, in a named time zone
+    (traffic/windows.py); outside them rate_limit holds."""
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,14 @@ def _build_table(where: str, name: str, cls: type, table: Mapping[str, Any], bas
     for key, value in table.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown key [{name}] {key} (keys: {', '.join(known)})")
-        values[key] = _coerce(f"{where}: [{name}] {key}", known[key].default, value)
+        label = f"{where}: [{name}] {key}"
+        if (name, key) == ("processing", "windows"):
+            try:
+                values[key] = parse_windows(label, value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            continue
+        values[key] = _coerce(label, known[key].default, value)
     for key, spec in known.items():
         path = values.get(key, spec.default)
         if isinstance(path, Path) and not path.is_absolute():

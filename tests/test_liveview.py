@@ -306,3 +306,16 @@ def test_log_lines_carry_the_same_facts(caplog: pytest.LogCaptureFixture) -> Non
     assert "errors: http_429 40" in line
     assert "latency p50 104 ms, p95 109 ms" in line
     assert line.endswith("paused (Retry-After) for 3.0s")
+
+
+def test_partner_window_line_only_with_windows() -> None:
+    clock = Clock()
+    view = LiveProgress(console(width=120), clock=clock)
+    view.start(total=100, done=0)
+    line = "window 09:00-18:00 Asia/Kolkata: 10 req/s; from 18:00 20 req/s (in 1h05m)"
+    view.tick(RunSnapshot(max_workers=4, window=line))
+    shown = text_of(view, width=120)
+    view.tick(RunSnapshot(max_workers=4))
+    hidden = text_of(view, width=120)
+    view.finish()
+    assert f"partner  {line}" in shown and "partner" not in hidden

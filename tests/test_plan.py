@@ -249,3 +249,20 @@ def test_plan_names_a_missing_column(workdir: Path, capsys: pytest.CaptureFixtur
     (workdir / "users.csv").write_text("user_id,amazon\nU1,5\n", encoding="utf-8")
     assert main(["plan", "--config", str(workdir / "config.toml")]) == 2
     assert "'myntra', 'ajio' not found" in capsys.readouterr().err
+
+
+def test_plan_shows_the_partner_windows_and_the_duration_through_them(workdir: Path) -> None:
+    from datetime import datetime, timezone
+
+    window = {"from": "09:00", "to": "18:00", "rate": 0.001, "tz": "Asia/Kolkata"}
+    config = config_of(workdir, processing={"max_workers": 10, "windows": [window]})
+    start = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)  # 17:30 in Kolkata
+    text = plan.plan(config, now=start)
+    assert figure(text, "window") == "09:00-18:00 Asia/Kolkata: at most 0.001 requests/s"
+    assert figure(text, "now") == (
+        "window 09:00-18:00 Asia/Kolkata: 0.001 req/s; from 18:00 no client limit (in 30m)"
+    )
+    # 4 requests at 0.001/s: 1.8 of them in the half hour left; the rest at 2,000/s after.
+    assert figure(text, "duration, windows in").startswith("30m00s from now")
+    assert "09:00-18:00 Asia/Kolkata: at most 0.001 requests/s" in text
+    assert "expected duration 30m00s" in text

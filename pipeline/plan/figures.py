@@ -14,7 +14,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
 import polars as pl
 import pyarrow as pa
@@ -31,6 +32,7 @@ from pipeline.plan.probe import ProbeResult, mean, run_probe
 from pipeline.plan.report import render_report
 from pipeline.state.answers import body_keys, key_series
 from pipeline.state.cache import STORE_FILE, AnswerStore
+from pipeline.traffic.windows import duration_s
 
 log = logging.getLogger("pipeline")
 
@@ -93,6 +95,8 @@ class Figures:
     total_out_bytes: float
     total_in_bytes: float
     duration_s: float
+    windows_s: float | None = None
+    """Duration through the partner windows, starting now; None without windows."""
 
 
 def sustained_rps(rate_limit: float, max_workers: int, latency_s: float) -> float:
@@ -128,8 +132,15 @@ def load_figures(load: Load) -> Figures:
     )
 
 
-def plan(config: Config, probe: int = 0, *, clock: Callable[[], float] = time.perf_counter) -> str:
-    """The plan report for `config`'s input; `probe` real requests first (0 = none)."""
+def plan(
+    config: Config,
+    probe: int = 0,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    now: datetime | None = None,
+) -> str:
+    """The plan report for `config`'s input; `probe` real requests first (0 = none); `now`:
+    when the batch would start (the partner windows), default the present."""
     if probe < 0:
         raise ConfigError(f"--probe {probe}: must be 0 (no probe) or more")
     log.info("Reading %s ...", config.input.path)
@@ -141,7 +152,15 @@ def plan(config: Config, probe: int = 0, *, clock: Callable[[], float] = time.pe
     elif probe:
         result = ProbeResult(0, (), (), (), (), errors=("skipped: no valid row to send",))
     load, assumed = make_load(config, facts, result)
-    return render_report(config, facts, result, load, load_figures(load), assumed)
+    fig = load_figures(load)
+    start = now or datetime.now(timezone.utc)
+    windows = config.processing.windows
+    if windows:
+        capacity = sustained_rps(0.0, load.max_workers, load.latency_s)
+        fig = replace(
+            fig, windows_s=duration_s(windows, load.requests, capacity, load.rate_limit, start)
+        )
+    return render_report(config, facts, result, load, fig, assumed, start)
 
 
 def make_load(

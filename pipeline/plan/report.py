@@ -8,11 +8,13 @@ Owns the report and the notification text for the partner's DevOps team, from th
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from pipeline.api.client import USER_AGENT
 from pipeline.config import Config
 from pipeline.plan.probe import ProbeResult, mean
+from pipeline.traffic.windows import schedule_text
 from pipeline.view.progress import format_duration, percentile
 
 if TYPE_CHECKING:  # plan.py imports this module to render its figures
@@ -26,8 +28,10 @@ def render_report(
     load: Load,
     fig: Figures,
     assumed: frozenset[str],
+    start: datetime | None = None,
 ) -> str:
-    """The plan as text: input, probe, load, and the notification for the partner."""
+    """The plan as text: input, probe, load, the partner windows (from `start`), and the
+    notification for the partner."""
     lines = [f"Plan for {config.input.path}", "", "Input"]
 
     def row(label: str, value: str) -> None:
@@ -42,6 +46,8 @@ def render_report(
     if probe is not None:
         _probe_rows(row, lines, probe, config)
     _load_rows(row, lines, load, fig, assumed)
+    if config.processing.windows:
+        _window_rows(row, lines, config, fig, start or datetime.now(timezone.utc))
     if assumed:
         lines.append("  (assumed) figures: run `pipeline plan --probe 20` to measure them.")
     rule = "-" * 72
@@ -97,6 +103,23 @@ def _load_rows(
     row("expected duration", f"{_duration(fig.duration_s)}{duration}, before retries")
 
 
+def _window_rows(
+    row: Callable[[str, str], None],
+    lines: list[str],
+    config: Config,
+    fig: Figures,
+    start: datetime,
+) -> None:
+    p = config.processing
+    base = f"{p.rate_limit:g} requests/s" if p.rate_limit > 0 else "no client limit"
+    lines += ["", f"Partner windows (outside them: {base})"]
+    for window in p.windows:
+        row("window", f"{window.label()}: at most {window.rate:g} requests/s")
+    row("now", schedule_text(p.windows, start, p.rate_limit))
+    if fig.windows_s is not None:
+        row("duration, windows in", f"{_duration(fig.windows_s)} from now, before retries")
+
+
 def _probe_rows(
     row: Callable[[str, str], None], lines: list[str], probe: ProbeResult, config: Config
 ) -> None:
@@ -134,6 +157,9 @@ def notification_text(
             f"no fixed rate cap; about {fig.sustained_rps:,.0f} requests/s{rate_est}, bounded by "
             f"{load.max_workers} requests in flight at once"
         )
+    for window in config.processing.windows:
+        rate += f"; {window.label()}: at most {window.rate:g} requests/s"
+    duration = fig.duration_s if fig.windows_s is None else fig.windows_s
     return "\n".join(
         [
             f"Subject: Planned batch on the CardGenius API: {load.requests:,} requests",
@@ -144,7 +170,7 @@ def notification_text(
             " and would like to let you know the load to expect:",
             "",
             f"- Start: <date, time and time zone>; expected duration "
-            f"{_duration(fig.duration_s)}{rate_est}.",
+            f"{_duration(duration)}{rate_est}.",
             f"- Requests: {load.requests:,} POST requests, one per distinct profile among "
             f"{facts.valid:,} users.",
             f"- Rate: {rate}.",
@@ -199,5 +225,7 @@ def _rate(bytes_per_s: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "more than a year"
     text = format_duration(seconds)
     return f"{text} ({seconds / 86_400:.1f} days)" if seconds >= 86_400 else text

@@ -92,8 +92,10 @@ def new_run(config: Config, fp: dict[str, Any]) -> dict[str, Any]:
 
 def settings_of(config: Config) -> dict[str, Any]:
     """The settings that shape how a run goes (not what it yields); no key, no secrets."""
+    processing = asdict(config.processing)
+    processing["windows"] = [w.as_config() for w in config.processing.windows]
     return {
-        "processing": asdict(config.processing),
+        "processing": processing,
         "retry": asdict(config.retry),
         "api": {
             "url": "(embedded mock)" if config.api.mock else config.api.url,

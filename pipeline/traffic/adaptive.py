@@ -105,12 +105,20 @@ class Pacer:
         self.best_median: float | None = None
         self.slow_updates = 0
 
-    def set_ceiling(self, ceiling: float) -> None:
-        """A new ceiling (0 = none), in force at once: the operator asked for that rate, so
-        the climb starts there, not from below; 429s still bring it down."""
+    def set_ceiling(self, ceiling: float, *, at_once: bool = False) -> None:
+        """A new ceiling (0 = none). `at_once` (an operator's `pipeline control rate R`): the
+        rate is R from now on, and 429s still bring it down. Otherwise (a partner window began
+        or ended): held at once when lower; when higher, a slow start from here finds how far
+        it may go."""
+        raised = ceiling <= 0 or 0 < self.policy.ceiling < ceiling
         self.policy = replace(self.policy, ceiling=ceiling)
-        self.rate = ceiling or self.rate
-        self.ramping = ceiling <= 0 and self.limit == 0
+        if at_once and ceiling > 0:
+            self.rate, self.ramping = ceiling, False
+            return
+        if ceiling > 0:
+            self.rate = min(self.rate, ceiling)
+        if raised and self.limit == 0:
+            self.ramping = True
 
     def served(self, now: float) -> float:
         """Successes per second over the last SERVED_SPAN seconds (less at the start)."""
@@ -133,6 +141,8 @@ class Pacer:
             doubling = REPROBE_DOUBLING if self.limit > 0 else RAMP_DOUBLING
             self.rate *= 2.0 ** (elapsed / doubling)
             self.rate = min(self.rate, max(START_RATE, UNBOUND * self.served(now)))
+            if self.policy.ceiling > 0:
+                self.rate = min(self.rate, self.policy.ceiling)
             # The partner said how fast: no need to find out (the limiter holds to it).
             self.rate = max(self.rate, f.quota_rate)
         else:

@@ -6,6 +6,7 @@ shared limiter, and once a second the overload figures of the events (5xx, timeo
 median latency), and sets the shared limiter's rate to the answer. While the run is paused
 (a Retry-After, the partner's quota) or the breaker is open, the pacer is not asked: what is
 served then says nothing about the partner's limit.
+Partner windows (windows.py) set the pacer's ceiling, looked at about once a second.
 When the breaker has been open for longer than `[retry] give_up_after` it sets the run's stop.
 It also holds the operator's levers (`pipeline control`): hold and resume every request, a new
 rate ceiling, an orderly stop.
@@ -16,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.traffic.adaptive import Feedback, Pacer, PacerPolicy
 from pipeline.traffic.limiter import Limiter
+from pipeline.traffic.windows import rate_at, schedule_text
 from pipeline.view.progress import RunSnapshot, WorkerEvent
 
 log = logging.getLogger("pipeline")
@@ -32,21 +36,31 @@ class TrafficWatch:
     """The coordinator's eye on the run: paces the shared rate from what the workers report,
     and stops the run when the API has been down for longer than `give_up_after`."""
 
-    def __init__(self, config: Config, limiter: Limiter, stop: Any, clock: Any = time.monotonic):
+    def __init__(
+        self,
+        config: Config,
+        limiter: Limiter,
+        stop: Any,
+        clock: Any = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
         self.config = config
         self.limiter = limiter
         self.stop = stop
         self.clock = clock
+        self.wall = wall
         now = clock()
         p = config.processing
-        self.pacer = Pacer(PacerPolicy(ceiling=p.rate_limit), now) if p.adaptive else None
-        if self.pacer is not None:
-            limiter.set_rate(self.pacer.rate)
+        self.ceiling = rate_at(p.windows, wall(), p.rate_limit)
+        """The rate ceiling in force: the partner window's, `[processing] rate_limit`, or the
+        operator's since `pipeline control rate`."""
+        self.operator_rate = False
+        self.window_text = schedule_text(p.windows, wall(), p.rate_limit)
+        self.pacer = Pacer(PacerPolicy(ceiling=self.ceiling), now) if p.adaptive else None
+        limiter.set_rate(self.pacer.rate if self.pacer is not None else self.ceiling)
         self.pending: list[WorkerEvent] = []
         self.last_update = now
         self.gave_up = False
-        self.ceiling = p.rate_limit
-        """The rate ceiling in force: `[processing] rate_limit`, or the operator's since."""
         self.refused = ""
         """Why the API refuses the run, as the first worker to see it said; "" = it does not."""
 
@@ -64,9 +78,12 @@ class TrafficWatch:
             self.gave_up = True
             log.error("The API has been unavailable for %.0f s; stopping. State saved.", outage)
             self.stop.set()
-        if self.pacer is None:
-            return
         figures = now - self.last_update >= ADAPT_SECONDS
+        if figures and self.config.processing.windows:
+            self._follow_windows()
+        if self.pacer is None:
+            self.last_update = now if figures else self.last_update
+            return
         events: list[WorkerEvent] = []
         if figures:
             events, self.pending, self.last_update = self.pending, [], now
@@ -91,10 +108,11 @@ class TrafficWatch:
         self.limiter.unhold()
 
     def set_ceiling(self, rate: float) -> None:
-        """The rate in force from now on (0 = no limit); the pacer stays under it."""
-        self.ceiling = rate
+        """The rate in force from now on (0 = no limit); the pacer stays under it, and the
+        partner windows no longer set it: the operator has decided."""
+        self.ceiling, self.operator_rate = rate, True
         if self.pacer is not None:
-            self.pacer.set_ceiling(rate)
+            self.pacer.set_ceiling(rate, at_once=True)
             self.limiter.set_rate(self.pacer.rate)
         else:
             self.limiter.set_rate(rate)
@@ -102,6 +120,22 @@ class TrafficWatch:
     def stop_run(self) -> None:
         """The same orderly stop as Ctrl+C: in-flight requests end, checkpoints are saved."""
         self.stop.set()
+
+    def _follow_windows(self) -> None:
+        """The partner window in force sets the ceiling (checked about once a second)."""
+        p = self.config.processing
+        wall = self.wall()
+        ceiling = rate_at(p.windows, wall, p.rate_limit)
+        self.window_text = schedule_text(p.windows, wall, p.rate_limit)
+        if ceiling == self.ceiling or self.operator_rate:
+            return
+        log.info("Partner window: %s", self.window_text)
+        self.ceiling = ceiling
+        if self.pacer is not None:
+            self.pacer.set_ceiling(ceiling)
+            self.limiter.set_rate(self.pacer.rate)
+        else:
+            self.limiter.set_rate(ceiling)
 
     def _feedback(self, now: float, events: list[WorkerEvent]) -> Feedback:
         ok, throttled = self.limiter.totals()
@@ -133,4 +167,5 @@ class TrafficWatch:
             paused_for=max(0.0, self.config.retry.give_up_after - outage) if outage else paused,
             pause_reason="outage" if outage else ("Retry-After" if paused > 0 else ""),
             held=self.limiter.held(),
+            window=self.window_text,
         )

@@ -71,6 +71,8 @@ class RunSnapshot:
     """Paused by the operator (`pipeline control pause`) until `resume`."""
     notes: tuple[str, ...] = ()
     """The operator's latest changes to the run, each with its time, oldest first."""
+    window: str = ""
+    """The partner window in force and the next change, as a line; "" without windows."""
 
 
 class Progress(Protocol):

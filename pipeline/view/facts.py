@@ -123,6 +123,8 @@ def progress_line(f: Facts) -> str:
         text += " - paused by the operator (pipeline control resume)"
     elif snap.paused_for > 0:
         text += f" - paused ({snap.pause_reason}) for {format_duration(snap.paused_for)}"
+    if snap.window:
+        text += f" - {snap.window}"
     return text
 
 

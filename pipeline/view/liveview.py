@@ -154,6 +154,8 @@ def render_facts(f: Facts, width: int) -> RenderableType:
         ("errors", _errors_line(f.errors)),
         ("latency", _latency_line(f)),
     ]
+    if f.snapshot.window:
+        lines.append(("partner", f.snapshot.window))
     if f.snapshot.notes:
         lines.append(("control", _SEP.join(f.snapshot.notes[-MAX_NOTES:])))
     for label, value in lines:
