@@ -132,7 +132,8 @@ def test_pacer_follows_a_window_down_at_once_and_climbs_after_it() -> None:
     assert pacer.rate > 40.0
 
 
-def test_watch_holds_the_window_rate_and_follows_its_end() -> None:
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_watch_holds_the_window_rate_and_follows_its_end(adaptive: bool) -> None:
     import multiprocessing
     import threading
 
@@ -140,22 +141,21 @@ def test_watch_holds_the_window_rate_and_follows_its_end() -> None:
     from pipeline.traffic.watch import TrafficWatch
 
     window = {"from": "09:00", "to": "18:00", "rate": 10.0, "tz": IST}
-    for adaptive in (False, True):
-        config = build_config(
-            {
-                "request": {"amazon_spends": "a"},
-                "processing": {"windows": [window], "rate_limit": 20.0, "adaptive": adaptive},
-            }
-        )
-        limiter = Limiter(SharedLimits(multiprocessing.get_context("spawn"), 20.0, 4), None)
-        clock, wall = [0.0], [utc(12, 0)]  # 17:30 in Kolkata
-        watch = TrafficWatch(config, limiter, threading.Event(), lambda: clock[0], lambda: wall[0])
-        assert limiter.rate() == 10.0
-        assert watch.snapshot().window.startswith("window 09:00-18:00 Asia/Kolkata: 10 req/s")
-        assert watch.snapshot().rate_limit == 10.0
-        wall[0] += timedelta(minutes=31)
-        for _ in range(6):
-            clock[0] += 0.2
-            watch.tick()
-        assert watch.snapshot().window.startswith("outside the windows: 20 req/s; from 09:00")
-        assert limiter.rate() == 20.0  # adaptive: a slow start from 10, at least 20 at once
+    config = build_config(
+        {
+            "request": {"amazon_spends": "a"},
+            "processing": {"windows": [window], "rate_limit": 20.0, "adaptive": adaptive},
+        }
+    )
+    limiter = Limiter(SharedLimits(multiprocessing.get_context("spawn"), 20.0, 4), None)
+    clock, wall = [0.0], [utc(12, 0)]  # 17:30 in Kolkata
+    watch = TrafficWatch(config, limiter, threading.Event(), lambda: clock[0], lambda: wall[0])
+    assert limiter.rate() == 10.0
+    assert watch.snapshot().window.startswith("window 09:00-18:00 Asia/Kolkata: 10 req/s")
+    assert watch.snapshot().rate_limit == 10.0
+    wall[0] += timedelta(minutes=31)
+    for _ in range(6):
+        clock[0] += 0.2
+        watch.tick()
+    assert watch.snapshot().window.startswith("outside the windows: 20 req/s; from 09:00")
+    assert limiter.rate() == 20.0  # adaptive: a slow start from 10, at least 20 at once
