@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipeline.api.classify import parse_retry_after
 from pipeline.config import build_config
 from pipeline.errors import ConfigError
 from pipeline.mockapi import (
@@ -25,7 +26,6 @@ from pipeline.mockapi import (
     make_gateway,
     parse_schedule,
 )
-from pipeline.traffic.retry import parse_retry_after
 
 BODY = {"amazon_spends": 5000}
 
