@@ -22,6 +22,9 @@ SCENARIOS = (
     "6 sharding",
     "7 merge",
     "8 kill -9",
+    "9 gateway: token bucket,",
+    "9 gateway: fixed 10 s",
+    "9 gateway: limit 80->30->80",
 )
 
 
@@ -32,7 +35,7 @@ def test_all_scenarios_run_at_quick_size(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=480,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
