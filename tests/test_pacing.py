@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from pipeline.api.classify import Quota, parse_quota
 from pipeline.mockapi import Gateway, Schedule, make_gateway, parse_schedule
 from pipeline.mockapi.gateway import limit_headers
 from pipeline.traffic.adaptive import (
@@ -23,7 +24,7 @@ from pipeline.traffic.adaptive import (
     PacerPolicy,
 )
 from pipeline.traffic.limiter import RATE_MARGIN
-from pipeline.traffic.throttle import Quota, QuotaPolicy, ThrottlePolicy, parse_quota
+from pipeline.traffic.throttle import QuotaPolicy, ThrottlePolicy
 
 TICK = 0.2
 LATENCY = 0.02

@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from pipeline.api.classify import Outcome
+from pipeline.api.classify import Outcome, Quota
 from pipeline.traffic.limiter import RATE_MARGIN, Limiter, SharedLimits
-from pipeline.traffic.throttle import Quota
 
 
 class FakeClock:

@@ -1,4 +1,5 @@
-"""What an HTTP answer means for a call: its outcome, its error kind, its `Retry-After`.
+"""What an HTTP answer means for a call: its outcome, its error kind, its `Retry-After`, and
+the partner's quota when it states one (`RateLimit-*` / `X-RateLimit-*` headers).
 
 Pure functions of the status code and headers; the client raises from them, the limiter and
 the breaker hear the outcome, the retry policy decides on it.
@@ -9,6 +10,9 @@ transient and retried; 401 means "refresh the token"; any other 4xx is permanent
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -82,3 +86,39 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = when.replace(tzinfo=timezone.utc)
     current = now or datetime.now(timezone.utc)
     return max(0.0, (when - current).total_seconds())
+
+
+EPOCH_THRESHOLD = 1e9
+"""A `Reset` value larger than this is a Unix time, not seconds from now (2001 onwards)."""
+_SPELLINGS = ("RateLimit", "X-RateLimit")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A partner's quota as one answer stated it."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+    """Seconds from the answer until the whole quota is back."""
+
+
+def parse_quota(headers: Mapping[str, str], now_epoch: float) -> Quota | None:
+    """The quota from an answer's headers (case-insensitive mapping), or None when they are
+    absent or unreadable. `now_epoch`: the wall clock, for a Reset given as a Unix time."""
+    for prefix in _SPELLINGS:
+        raw = [headers.get(f"{prefix}-{name}") for name in ("Limit", "Remaining", "Reset")]
+        if any(value is None for value in raw):
+            continue
+        try:
+            limit = int(float(str(raw[0]).split(",")[0].split(";")[0]))
+            remaining = int(float(str(raw[1])))
+            reset = float(str(raw[2]))
+        except ValueError:
+            return None
+        if not (limit > 0 and remaining >= 0 and math.isfinite(reset) and reset >= 0):
+            return None
+        if reset > EPOCH_THRESHOLD:
+            reset = max(0.0, reset - now_epoch)
+        return Quota(limit, remaining, reset)
+    return None

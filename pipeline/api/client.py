@@ -22,7 +22,14 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from pipeline.api.cardgenius import BadBody, body_bytes, cards_of
-from pipeline.api.classify import Outcome, classify_status, parse_retry_after, status_kind
+from pipeline.api.classify import (
+    Outcome,
+    Quota,
+    classify_status,
+    parse_quota,
+    parse_retry_after,
+    status_kind,
+)
 from pipeline.errors import (
     AuthError,
     CallError,
@@ -31,7 +38,6 @@ from pipeline.errors import (
     PermanentError,
     TransientError,
 )
-from pipeline.traffic.throttle import Quota, parse_quota
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 

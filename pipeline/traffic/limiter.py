@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.api.classify import Outcome
+from pipeline.api.classify import Outcome, Quota
 from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
-from pipeline.traffic.throttle import Quota, QuotaPolicy, ThrottlePolicy
+from pipeline.traffic.throttle import QuotaPolicy, ThrottlePolicy
 
 # Requests are spaced for 99% of the rate, so that one starting late (a busy CPU, the GIL)
 # does not crowd a 1-second window at the partner past the rate (BENCHMARKS.md, scenario 4).

@@ -22,7 +22,7 @@ the run to what the partner serves instead. A `Retry-After` longer than `[retry]
 retry_after_max` is an outage (breaker.py).
 
 **Quota headers** (`RateLimit-Limit`, `-Remaining`, `-Reset`, or the `X-RateLimit-*`
-spellings; a `Reset` above 10^9 is read as a Unix time). The partner's window is taken as the
+spellings, read by api/classify.py). The partner's window is taken as the
 longest `Reset` seen (at least 1 s); the run never goes faster than `margin` x `Limit` /
 window, and when `Remaining` is down to `reserve` (answers on their way can still take it),
 new requests wait for the `Reset`. So a well-behaved partner sees no 429 at all.
@@ -30,13 +30,9 @@ new requests wait for the `Reset`. So a well-behaved partner sees no 429 at all.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-EPOCH_THRESHOLD = 1e9
-"""A `Reset` value larger than this is a Unix time, not seconds from now (2001 onwards)."""
-_SPELLINGS = ("RateLimit", "X-RateLimit")
+from pipeline.api.classify import Quota
 
 
 @dataclass(frozen=True)
@@ -60,37 +56,6 @@ class ThrottlePolicy:
             longest = self.no_header_pause if retry_after is None else retry_after
             return min(longest, self.short_pause * 2.0**pauses)
         return 0.0
-
-
-@dataclass(frozen=True)
-class Quota:
-    """A partner's quota as one answer stated it."""
-
-    limit: int
-    remaining: int
-    reset_s: float
-    """Seconds from the answer until the whole quota is back."""
-
-
-def parse_quota(headers: Mapping[str, str], now_epoch: float) -> Quota | None:
-    """The quota from an answer's headers (case-insensitive mapping), or None when they are
-    absent or unreadable. `now_epoch`: the wall clock, for a Reset given as a Unix time."""
-    for prefix in _SPELLINGS:
-        raw = [headers.get(f"{prefix}-{name}") for name in ("Limit", "Remaining", "Reset")]
-        if any(value is None for value in raw):
-            continue
-        try:
-            limit = int(float(str(raw[0]).split(",")[0].split(";")[0]))
-            remaining = int(float(str(raw[1])))
-            reset = float(str(raw[2]))
-        except ValueError:
-            return None
-        if not (limit > 0 and remaining >= 0 and math.isfinite(reset) and reset >= 0):
-            return None
-        if reset > EPOCH_THRESHOLD:
-            reset = max(0.0, reset - now_epoch)
-        return Quota(limit, remaining, reset)
-    return None
 
 
 @dataclass(frozen=True)
