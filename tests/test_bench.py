@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
     "1 overhead",
@@ -28,6 +30,7 @@ SCENARIOS = (
 )
 
 
+@pytest.mark.timeout(540)  # the subprocess's own limit, 480 s, ends it first
 def test_all_scenarios_run_at_quick_size(tmp_path: Path) -> None:
     bench = str(ROOT / "scripts" / "bench.py")
     done = subprocess.run(
