@@ -24,9 +24,9 @@ SCENARIOS = (
     "6 sharding",
     "7 merge",
     "8 kill -9",
-    "9 gateway: token bucket,",
-    "9 gateway: fixed 10 s",
-    "9 gateway: limit 80->30->80",
+    "11 gateway: token bucket,",
+    "11 gateway: fixed 10 s",
+    "11 gateway: limit 80->30->80",
 )
 
 
