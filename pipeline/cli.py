@@ -15,29 +15,38 @@ import argparse
 import contextlib
 import gc
 import logging
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline import __version__
+from pipeline import __version__, interrupts
 from pipeline.commands import add_commands
-from pipeline.errors import EXIT_INTERRUPTED, PipelineError
+from pipeline.errors import EXIT_INTERRUPTED, PipelineError, local_error
 from pipeline.imports import skip_pandas
 
 log = logging.getLogger("pipeline")
+
+EXIT_CODES = """exit codes:
+  0    finished, no row failed
+  1    finished, some rows failed (rerun-failed retries them)
+  2    usage, config or input error; nothing requested, output folder untouched
+  3    the API stayed unavailable; state saved, run again to resume
+  4    the API refused the run (credentials, or one permanent error for all); state saved
+  5    a local failure (disk full, permission denied, damaged state, a worker that keeps
+       dying); state saved, the message names the path or shard
+  130  interrupted (Ctrl+C, SIGTERM); state saved, run again to resume"""
 
 
 def entry() -> NoReturn:
     """The `pipeline` command (and `python -m pipeline`): `main`, then exit.
 
-    Pandas is kept out of the process (imports.py) and SIGTERM stops a command the way Ctrl+C
-    does. At exit `gc.freeze()` spares the interpreter a last collection over every object the
-    imports made, which die with the process anyway (BENCHMARKS.md).
+    Pandas is kept out of the process (imports.py), and Ctrl+C and SIGTERM stop a command for
+    good (interrupts.py). At exit `gc.freeze()` spares the interpreter a last collection over
+    every object the imports made, which die with the process anyway (BENCHMARKS.md).
     """
     skip_pandas()
-    _sigterm_interrupts()
+    interrupts.install()
     code = main()
     gc.freeze()
     sys.exit(code)
@@ -46,12 +55,17 @@ def entry() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    interrupts.reset()
     with _console_log(args.verbose):
         try:
             return int(args.handler(args))
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except OSError as exc:  # a file of the run: disk full, permission denied, ...
+            error = local_error(exc)
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -70,16 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="pipeline",
         description="Call the CardGenius API once per user: sharded, rate-limited, "
         "resumable, merged to Excel.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
     return parser
-
-
-def _sigterm_interrupts() -> None:
-    """SIGTERM stops a command the way Ctrl+C does (exit 130, files consistent). While the
-    pool runs, run/pool.py installs its own handler for an orderly stop."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @contextlib.contextmanager

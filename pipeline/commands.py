@@ -145,13 +145,15 @@ def _add_merge(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 def _merge(args: argparse.Namespace) -> int:
     from pipeline.merge import ExportReport
     from pipeline.merge.run import merge_run
+    from pipeline.state.lock import cleanup_if_free
     from pipeline.state.store import RunLayout, read_run
 
     config = _config(args)
     layout = RunLayout(config.output.dir)
     if read_run(layout) is None:
         raise PipelineError(f"{layout.root}: no run here to merge; start one with `pipeline run`")
-    report = merge_run(config, layout, args.format)
+    with cleanup_if_free(layout):
+        report = merge_run(config, layout, args.format)
     if isinstance(report, ExportReport):
         print(f"Wrote {report.path}: {report.rows} rows")
     else:
@@ -272,7 +274,7 @@ def _add_mock_api(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     cmd = sub.add_parser(
         "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
     )
-    cmd.add_argument("--port", type=int, default=8765)
+    cmd.add_argument("--port", type=_port, default=8765, help="TCP port, 1-65535 (default: 8765)")
     cmd.add_argument("--latency-ms", type=float)
     cmd.add_argument("--jitter-ms", type=float)
     cmd.add_argument("--error-rate", type=float)
@@ -330,3 +332,13 @@ def _mock_api(args: argparse.Namespace) -> int:
             f"mock-api: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}"
         ) from None
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port

@@ -8,6 +8,7 @@ pickling, because workers raise them in other processes.
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 
 EXIT_OK = 0
@@ -55,6 +56,33 @@ class LocalError(PipelineError):
     State is saved; the message names the path or the shard."""
 
     exit_code = EXIT_LOCAL
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def local_error(exc: OSError, path: object = None) -> LocalError:
+    """A failed file operation as one line: the path, what went wrong, what to do."""
+    where = path or exc.filename or "a file of the run"
+    if exc.errno in _FULL:
+        what, todo = "the disk is full", "free some space"
+    elif exc.errno in _DENIED:
+        what, todo = "permission denied", "make it writable"
+    else:
+        what, todo = exc.strerror or str(exc), "fix that"
+    return LocalError(
+        f"{where}: {what}; finished rows are saved: {todo}, then run the same command again"
+    )
+
+
+def worker_failure(shard: str, exc: BaseException) -> PipelineError:
+    """What a shard's error in a worker means for the run (its exit code and its line)."""
+    if isinstance(exc, PipelineError):
+        return exc
+    if isinstance(exc, OSError):
+        return local_error(exc)
+    return LocalError(f"shard {shard}: a worker failed: {type(exc).__name__}: {exc}")
 
 
 class ErrorKind(str, Enum):

@@ -26,3 +26,10 @@ def answer_store_in_a_temp_folder(
     folder = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     return folder / "cardgenius-pipeline"
+
+
+@pytest.fixture
+def slow_server() -> Iterator[MockServer]:
+    """A mock answering in 15 +- 5 ms: slow enough to signal or kill a run mid-way."""
+    with MockServer(MockSettings(latency_ms=15, jitter_ms=5)) as server:
+        yield server

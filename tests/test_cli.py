@@ -145,3 +145,35 @@ def test_main_leaves_the_interpreter_as_it_found_it(tmp_path: Path, processes: i
         assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
         after = interpreter_state()
     assert after == before
+
+
+def test_mock_api_with_a_port_out_of_range_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "mock-api", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "'99999' is not a TCP port (1-65535)" in proc.stderr.splitlines()[-1]
+
+
+def test_help_and_readme_list_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import errors
+
+    codes = sorted({v for k, v in vars(errors).items() if k.startswith("EXIT_")})
+    assert codes == [0, 1, 2, 3, 4, 5, 130]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    listed = [
+        int(line.split()[0])
+        for line in out.split("exit codes:")[1].splitlines()[1:]
+        if line[:3].strip().isdigit()
+    ]
+    assert listed == codes
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for code in codes:
+        assert f"\n| {code} | " in readme, code

@@ -30,7 +30,6 @@ from support import (
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.mockapi import MockServer, MockSettings
-from pipeline.run import worker
 from pipeline.run.pool import ShardPool
 from pipeline.state.store import RunLayout
 
@@ -166,8 +165,7 @@ def test_stop_can_be_set_after_the_workers_have_exited(tmp_path: Path) -> None:
     event's `wait()` counts as a sleeper that `set()` waits to see wake: forever.)"""
     config = load_config(write_config(tmp_path, write_csv(tmp_path / "u.csv", make_users(4))))
     pool = ShardPool(config, RunLayout(config.output.dir))
-    pool.executor.submit(worker.ready).result(timeout=60)  # both processes have started
-    pool.executor.shutdown(wait=True)
+    pool.group.join()
     setter = threading.Thread(target=pool.stop.set, daemon=True)
     setter.start()
     setter.join(timeout=10)

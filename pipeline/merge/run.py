@@ -33,10 +33,7 @@ def merge_run(config: Config, layout: RunLayout, fmt: str = "xlsx") -> MergeRepo
 
     if fmt not in MERGE_FORMATS:
         raise ValueError(f"format {fmt!r}: must be one of {', '.join(MERGE_FORMATS)}")
-    # Shard names hold their index, zero-padded to 5 digits and longer past 99,999: by length
-    # first, then by name, is input order.
-    names = sorted(layout.result_shards(), key=lambda name: (len(name), name))
-    shard_paths = [layout.result_shard(name) for name in names]
+    shard_paths = [layout.result_shard(name) for name in layout.result_shards()]
     workbook = layout.root / config.output.excel
     id_column, value_columns = config.input.id_column, config.value_columns
     started = time.monotonic()

@@ -9,10 +9,8 @@ code. Workers get plain settings and shard names and report back through events 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
-import os
 import shutil
 import threading
 import time
@@ -45,13 +43,19 @@ from pipeline.run.tasks import ShardTask
 from pipeline.state import runinfo
 from pipeline.state.answers import find_repeated
 from pipeline.state.cache import STORE_FILE, ensure_store
-from pipeline.state.folder import Undo, check_folder, make_folder, undo_on_refusal
+from pipeline.state.folder import Undo, check_folder, undo_on_refusal
+from pipeline.state.lock import RunLock, run_lock
 from pipeline.state.store import (
     RunLayout,
     changed_keys,
     read_checkpoint,
     read_run,
     write_json_atomic,
+)
+from pipeline.state.upkeep import (
+    discard_run,
+    drop_stale_checkpoints,
+    remove_damaged_results,
 )
 from pipeline.view.liveview import (
     ConsoleLogHandler,
@@ -98,6 +102,8 @@ def run(config: Config, options: RunOptions) -> int:
     refused (run.json, input shards, the lock, the log) is removed again.
     """
     layout = RunLayout(config.output.dir)
+    if options.retry_failed and read_run(layout) is None:  # before the lock makes the folder
+        raise RunStateError(f"{layout.root}: no run to retry here; start one with `pipeline run`")
     # Before anything is written: made once here, as workers starting together must not race
     # to switch it to WAL; an unusable [cache] path stops the run with one line.
     ensure_store(cache_dir(config) / STORE_FILE)
@@ -106,11 +112,11 @@ def run(config: Config, options: RunOptions) -> int:
     with (
         metrics_server(config.metrics) as metrics,
         undo_on_refusal(layout.root) as undo,
-        run_lock(layout),
+        run_lock(layout) as lock,
         runinfo.file_log(layout),
     ):
         ops = Operations(config, layout, webhook, metrics)
-        return ops.ended(_run(config, options, layout, ops, (checked, undo)))
+        return ops.ended(_run(config, options, layout, ops, (checked, undo), lock))
 
 
 def _run(
@@ -119,6 +125,7 @@ def _run(
     layout: RunLayout,
     ops: Operations,
     prepared: tuple[tuple[dict[str, Any] | None, dict[str, Any]], Undo],
+    lock: RunLock,
 ) -> int:
     checked, undo = prepared
     # The workers start first (the pool): they import their modules while this process shards.
@@ -127,7 +134,7 @@ def _run(
             log.warning("%s ([api] mock = true; set it to false to call [api] url).", SIMULATED)
         info = _prepare(config, options, layout, checked)
         undo.disarm()  # from here on the folder holds a run worth keeping
-        return _request(config, options, layout, pool, info, ops)
+        return _request(config, options, layout, pool, info, ops, lock)
 
 
 def _preflight(
@@ -152,6 +159,7 @@ def _request(
     pool: ShardPool,
     info: dict[str, Any],
     ops: Operations,
+    lock: RunLock,
 ) -> int:
     """Run the shards left to do, record the invocation, merge; the exit code."""
     tasks = _tasks(layout, options.retry_failed)
@@ -164,7 +172,7 @@ def _request(
             _preload_merge()
         with open_endpoint(config) as endpoint:
             title = SIMULATED if config.api.mock else ""
-            result = _execute(pool, endpoint, tasks, info, options, ops, title)
+            result = _execute(pool, endpoint, tasks, info, options, ops, title, lock)
         interrupted = result.interrupted or not all(r.finished for r in result.reports)
         outage, refused = result.outage, result.refused
         if options.retry_failed:
@@ -174,7 +182,9 @@ def _request(
     else:
         log.info("Nothing to request: every shard of %s is finished.", layout.root)
     pool.close()  # the workers exit while the invocation is recorded and merged
-    runinfo.record_invocation(layout, time.monotonic() - started, finished=not interrupted)
+    runinfo.record_invocation(
+        layout, time.monotonic() - started, finished=not interrupted, worked=bool(tasks)
+    )
     if refused:
         raise RefusedError(
             f"{refused}. No row was marked failed, and the finished ones are saved in "
@@ -223,31 +233,6 @@ def _preload_merge() -> None:
     threading.Thread(target=load, name="preload-merge", daemon=True).start()
 
 
-@contextlib.contextmanager
-def run_lock(layout: RunLayout) -> Iterator[None]:
-    """One run per output folder. The lock is an flock on `.lock`: the kernel drops it when
-    the process dies, so a killed run never leaves the folder locked."""
-    make_folder(layout.root)
-    with open(layout.lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunStateError(
-                f"{layout.root} is in use by a run that is still going ({holder}); "
-                "wait for it, stop it, or use --out for another folder"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _check_run(
     config: Config, options: RunOptions, layout: RunLayout
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -276,21 +261,39 @@ def _prepare(
     """Shard the input if not done; returns run.json. `checked` is `_check_run`'s answer
     before the lock was taken; it is asked again if another run changed the folder since."""
     if options.fresh and not options.retry_failed:
-        _discard(layout)
+        discard_run(layout, _outputs(config, layout))
     info, fingerprint = checked
     if read_run(layout) != info:
         info, fingerprint = _check_run(config, options, layout)
+    if info is None:
+        discard_run(layout)  # shards or answers without a run.json belong to no known run
     if info is None or not info.get("input", {}).get("sharded"):
         info = _shard(config, options, layout, fingerprint)
+    else:
+        info = runinfo.record_settings(layout, config, _kept_shard_size(config, info))
+    for name, problem in remove_damaged_results(layout):
+        log.warning("Result shard %s was damaged (%s): its shard is done again.", name, problem)
+    drop_stale_checkpoints(layout)
     return info
 
 
-def _discard(layout: RunLayout) -> None:
-    shutil.rmtree(layout.root / "shards", ignore_errors=True)
-    for path in (layout.run_file, layout.answers_file):
-        path.unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        layout.answers_file.with_name(layout.answers_file.name + suffix).unlink(missing_ok=True)
+def _outputs(config: Config, layout: RunLayout) -> list[Path]:
+    """The files a merge writes: the workbook and the exports named like it."""
+    workbook = layout.root / config.output.excel
+    return [workbook, workbook.with_suffix(".parquet"), workbook.with_suffix(".csv")]
+
+
+def _kept_shard_size(config: Config, info: dict[str, Any]) -> int:
+    """A resume keeps the run's shards: another shard size is said, not silently dropped."""
+    kept = int(info["input"].get("shard_size") or config.processing.shard_size)
+    if kept != config.processing.shard_size:
+        log.warning(
+            "Shard size %d is ignored: this run was sharded by %d rows and resumes so "
+            "(--fresh starts over with the new size).",
+            config.processing.shard_size,
+            kept,
+        )
+    return kept
 
 
 def _shard(
@@ -343,11 +346,11 @@ def _tasks(layout: RunLayout, retry_failed: bool) -> list[ShardTask]:
     finished = set(layout.result_shards())
     tasks = [ShardTask(name) for name in layout.input_shards() if name not in finished]
     if retry_failed:
-        for name in sorted(finished):
+        for name in layout.result_shards():
             counts = read_outcome_counts([layout.result_shard(name)])
             if counts.get(schema.FAILED):
                 tasks.append(ShardTask(name, retry_failed=True))
-        tasks.sort(key=lambda t: t.name)
+        tasks.sort(key=lambda t: layout.shard_index(t.name))  # input order: dedupe needs it
     return tasks
 
 
@@ -358,7 +361,8 @@ def _execute(
     info: dict[str, Any],
     options: RunOptions,
     ops: Operations,
-    title: str = "",
+    title: str,
+    lock: RunLock,
 ) -> PoolResult:
     """Run the tasks with the chosen progress view; record this invocation's summary."""
     total, layout = int(info["input"]["rows"]), pool.layout
@@ -366,7 +370,9 @@ def _execute(
         progress = ops.observe(view, int(info["input"]["shards"]), len(tasks))
         progress.start(total, total - _rows_to_do(layout, tasks, info))
         try:
-            result = pool.run(endpoint, tasks, progress, ops.control, options.answers)
+            result = pool.run(
+                endpoint, tasks, progress, ops.control, options.answers, lost=lock.lost
+            )
         finally:
             progress.finish()
     stats = getattr(view, "stats", None)

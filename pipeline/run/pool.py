@@ -2,16 +2,17 @@
 
 `ShardPool(config, layout)` starts `processes` worker processes (or, for `processes = 1`, runs
 the shards in this process on one background thread: the same interface, and the way to
-debug). `run(endpoint, tasks, progress)` runs the shards on them, feeds worker events to the
-progress view, gives the view a `RunSnapshot` of the shared limits a few times a second, lets
-the operator's `control` pull the coordinator's levers on each tick, and turns the first Ctrl+C
-or SIGTERM into an orderly stop (in-flight requests end, checkpoints are flushed).
+debug; group.py). `run(endpoint, tasks, progress)` runs the shards on them in input order,
+feeds worker events to the progress view, gives the view a `RunSnapshot` of the shared limits
+a few times a second, lets the operator's `control` pull the coordinator's levers on each
+tick, and turns the first Ctrl+C or SIGTERM into an orderly stop (in-flight requests end,
+checkpoints are flushed). A worker process that dies is replaced and its shard
+resumed from its checkpoint; a shard whose worker dies `MAX_DEATHS` times stops the run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
@@ -19,17 +20,18 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from pipeline import interrupts
 from pipeline.api.client import Endpoint
 from pipeline.api.endpoint import identity_text
 from pipeline.config import Config, cache_dir, parse_age
-from pipeline.errors import EXIT_INTERRUPTED, PipelineError
-from pipeline.run import worker
+from pipeline.errors import EXIT_INTERRUPTED, LocalError, PipelineError, worker_failure
+from pipeline.run.group import Done, Group, ProcessGroup, ThreadGroup
 from pipeline.run.reuse import REUSE, CacheSettings
 from pipeline.run.tally import DONE
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
@@ -46,6 +48,8 @@ TICK_SECONDS = 0.2
 LATE_EVENT_SECONDS = 2.0
 Control = Callable[[TrafficWatch], None]
 """Called on every tick with the coordinator's levers (ops/control.py)."""
+MAX_DEATHS = 3
+"""A shard whose worker process dies this many times stops the run (exit 5)."""
 
 
 @dataclass
@@ -59,8 +63,8 @@ class PoolResult:
 
 
 class ShardPool:
-    """The worker processes of one run, started on creation (they import their modules while
-    the coordinator shards the input) and closed with the pool (`with ShardPool(...)`)."""
+    """The workers of one run, started on creation (they import their modules while the
+    coordinator shards the input) and closed with the pool (`with ShardPool(...)`)."""
 
     def __init__(self, config: Config, layout: RunLayout) -> None:
         self.config = config
@@ -68,36 +72,24 @@ class ShardPool:
         p = config.processing
         ctx = multiprocessing.get_context("spawn")
         self.limits = SharedLimits(ctx, p.rate_limit, p.max_workers)
-        self.executor: Executor
-        self.closing: threading.Thread | None = None
-        """The workers' shutdown, once `close` started it."""
+        self.group: Group
         if p.processes > 1:
             self.events: Any = ctx.Queue()
             self.stop: Any = ctx.Event()
-            self.executor = ProcessPoolExecutor(
-                p.processes,
-                mp_context=ctx,
-                initializer=worker.init_process,
-                initargs=(self.limits, self.events, self.stop, os.getpid()),
+            self.group = ProcessGroup(
+                ctx, p.processes, self.limits, self.events, self.stop, os.getpid()
             )
-            for _ in range(p.processes):  # each submit to a pool with no idle process starts one
-                self.executor.submit(worker.ready)
         else:
             self.events, self.stop = queue.Queue(), threading.Event()
-            worker.init_local(self.limits, self.events, self.stop)
-            self.executor = ThreadPoolExecutor(1, thread_name_prefix="shard")
+            self.group = ThreadGroup(self.limits, self.events, self.stop)
 
     def __enter__(self) -> ShardPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()  # workers still busy (an error, Ctrl+C) stop sending at once
-        if self.closing is not None:
-            self.closing.join()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        if isinstance(self.executor, ThreadPoolExecutor):  # serial: the shards ran here
-            worker.close_local()
-        else:
+        self.group.join()
+        if isinstance(self.group, ProcessGroup):
             self.events.close()  # its feeder thread ends with it
             self.events.join_thread()
 
@@ -105,10 +97,7 @@ class ShardPool:
         """Tell the workers to exit, without waiting: they take ~0.15 s (a hundred threads
         each to end), which the coordinator spends writing the workbook. Leaving the pool
         waits for them."""
-        if self.closing is None:
-            shutdown = functools.partial(self.executor.shutdown, wait=True, cancel_futures=True)
-            self.closing = threading.Thread(target=shutdown, name="pool-close")
-            self.closing.start()
+        self.group.close()
 
     def settings(self, endpoint: Endpoint, answers: str = REUSE) -> WorkerSettings:
         """What every worker process needs; `answers`: how the answer store is used."""
@@ -145,20 +134,20 @@ class ShardPool:
         progress: Progress,
         control: Control | None = None,
         answers: str = REUSE,
+        lost: Callable[[], bool] = lambda: False,
     ) -> PoolResult:
         """Run the tasks; `control`, when given, is called on every tick with the levers
         (`pipeline control`: pause, resume, rate, stop); `answers`: how the answer store is
-        used (reuse.py)."""
+        used (reuse.py); `lost()` true (the run folder deleted or replaced) stops the run."""
         if self.config.processing.dedupe_requests:
             AnswerCache.create(self.layout.answers_file)
         settings = self.settings(endpoint, answers)
         watch = TrafficWatch(self.config, Limiter(self.limits, self.stop), self.stop)
         with _signals(self.stop):
-            futures = [self.executor.submit(worker.run_shard, settings, t) for t in tasks]
-            for future in futures:  # wake the collector when a shard ends, not at its next tick
-                future.add_done_callback(lambda _: self.events.put(None))
             try:
-                reports = self._collect(futures, self.events, progress, watch, control)
+                reports, left = self._collect(
+                    settings, deque(tasks), progress, watch, control, lost
+                )
             except BaseException:
                 self.stop.set()
                 raise
@@ -166,39 +155,90 @@ class ShardPool:
         # its shard (which may come back before its event does).
         refused = watch.refused or next((r.refused for r in reports if r.refused), "")
         return PoolResult(
-            reports, interrupted=self.stop.is_set(), outage=watch.gave_up, refused=refused
+            reports,
+            interrupted=self.stop.is_set() or left,
+            outage=watch.gave_up,
+            refused=refused,
         )
 
     def _collect(
         self,
-        futures: list[Future[ShardReport]],
-        events: Any,
+        settings: WorkerSettings,
+        pending: deque[ShardTask],
         progress: Progress,
         watch: TrafficWatch,
         control: Control | None,
-    ) -> list[ShardReport]:
-        """Feed events to the progress view and the watch until every shard is done."""
+        lost: Callable[[], bool],
+    ) -> tuple[list[ShardReport], bool]:
+        """Hand out the shards in order, feed events to the progress view and the watch, until
+        every shard is done or, once the run stops, every running shard has ended. Returns
+        the reports and whether shards were left."""
+        group, reports = self.group, []
+        deaths: Counter[str] = Counter()
+        failure: PipelineError | None = None
         ended: set[str] = set()  # shards whose last event ("done") has been fed
-        while not all(f.done() for f in futures):
-            for event in _drain(events, timeout=TICK_SECONDS):
+        while True:
+            if not self.stop.is_set():
+                group.dispatch(settings, pending)
+            if not group.busy() and (not pending or self.stop.is_set()):
+                break
+            for event in _drain(self.events, timeout=TICK_SECONDS):
                 if event is not None:
                     progress.event(event)
                     watch.event(event)
                     if event.state == DONE:
                         ended.add(event.shard)
+            for done in group.collect():
+                if done.report is not None:
+                    reports.append(done.report)
+                    if done.report.refused:  # its event may come later: stop handing out now
+                        self.stop.set()
+                    continue
+                failure = failure or self._failed(done, deaths, pending)
+                if failure is not None:
+                    self.stop.set()  # the other shards end in order; then the run stops
             if control is not None:
                 control(watch)
+            if failure is None and lost():
+                failure = LocalError(
+                    f"{self.layout.root}: the output folder was deleted or replaced while the "
+                    "run was going; stopped"
+                )
+                self.stop.set()
             watch.tick()
             progress.tick(watch.snapshot())
-        reports = []
-        for future in futures:
-            try:
-                reports.append(future.result())
-            except Exception as exc:
-                raise PipelineError(f"a worker failed: {type(exc).__name__}: {exc}") from exc
-        late = {r.name for r in reports if r.finished} - ended
-        _feed_late_events(events, progress, late)
-        return reports
+        if failure is not None:
+            raise failure
+        _feed_late_events(self.events, progress, {r.name for r in reports if r.finished} - ended)
+        return reports, bool(pending)
+
+    def _failed(
+        self, done: Done, deaths: Counter[str], pending: deque[ShardTask]
+    ) -> PipelineError | None:
+        """A shard that ended without a report: its worker died (try it again, up to
+        `MAX_DEATHS` times), or it raised an error (the run stops with it)."""
+        name = done.task.name
+        if done.error is not None:
+            return worker_failure(name, done.error)
+        if not done.started:  # the process died starting up: the shard is not to blame
+            pending.appendleft(done.task)
+            return None
+        deaths[name] += 1
+        if deaths[name] >= MAX_DEATHS:
+            return LocalError(
+                f"shard {name}: its worker process died {deaths[name]} times ({done.died}); "
+                "the shard may need more memory than the machine gives a process (see "
+                f"{self.layout.log_file}). Finished rows are saved; run the same command "
+                "again to resume, with fewer [processing] processes or a smaller shard_size"
+            )
+        log.warning(
+            "A worker process died (%s) while running %s; a new one resumes it from its "
+            "checkpoint.",
+            done.died,
+            name,
+        )
+        pending.appendleft(done.task)
+        return None
 
 
 def _feed_late_events(events: Any, progress: Progress, waiting: set[str]) -> None:
@@ -218,7 +258,8 @@ def _feed_late_events(events: Any, progress: Progress, waiting: set[str]) -> Non
 
 def _drain(events: Any, timeout: float) -> list[WorkerEvent | None]:
     """The events waiting on the queue (waiting up to `timeout` for the first); None is a
-    wake-up: a shard has ended."""
+    wake-up: a shard has ended. A message torn by a worker killed while sending it is
+    dropped: events only feed the view."""
     drained: list[WorkerEvent | None] = []
     try:
         drained.append(events.get(timeout=timeout) if timeout else events.get_nowait())
@@ -226,12 +267,17 @@ def _drain(events: Any, timeout: float) -> list[WorkerEvent | None]:
             drained.append(events.get_nowait())
     except queue.Empty:
         return drained
+    except Exception as exc:  # a torn message (pickle, EOF): keep what was read
+        log.debug("A progress event could not be read: %s", exc)
+        return drained
 
 
 @contextlib.contextmanager
 def _signals(stop: Any) -> Iterator[None]:
     """First Ctrl+C / SIGTERM: stop dispatching and let in-flight requests end. Second: exit
     at once (every file is written atomically, so the folder stays consistent)."""
+    if interrupts.interrupted():  # a Ctrl+C that a library swallowed before the pool ran
+        stop.set()
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -23,15 +23,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.api.classify import Outcome
 from pipeline.imports import skip_pandas
 from pipeline.run.process import WorkerProcess
 from pipeline.run.shardrun import ShardRun
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
-from pipeline.traffic.limiter import Limiter, SharedLimits
+from pipeline.traffic.limiter import Limiter, Permit, SharedLimits
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
 GIL_SWITCH_SECONDS = 0.02
 STOP_POLL_SECONDS = 0.05
+DIES_ON_ENV = "PIPELINE_TEST_WORKER_DIES_ON"
+"""Test hook, for the tests of worker replacement only: a worker process given the shard of
+this name kills itself with SIGKILL before running it, as the OOM killer would; "start":
+every worker process does so as it starts."""
+HELD_SLOTS, HELD_SHARD = 0, 1
+"""Indexes into a process's `held` array: request slots it holds, 1 while it runs a shard."""
 
 
 @dataclass
@@ -40,18 +47,67 @@ class _Shared:
     events: Any
     stop: Any
     process: WorkerProcess | None = None
+    held: Any = None
 
 
 _shared: _Shared | None = None
 
 
-def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int) -> None:
-    """Pool initializer: the run's shared state, and the modules a shard needs.
+def serve(
+    conn: Any, limits: SharedLimits, events: Any, stop: Any, coordinator: int, held: Any
+) -> None:
+    """A worker process's life: None on `conn` once it has started, then (settings, task)
+    pairs from it, one at a time, each answered with (True, report) or (False, the
+    exception); None or a closed pipe ends it.
 
-    Ctrl+C reaches every process of the terminal's group; only the coordinator acts on it
-    (it sets `stop`), so the workers ignore SIGINT and finish their in-flight requests.
+    The coordinator starts the process with SIGINT and SIGTERM blocked, so that a Ctrl+C while
+    it is still importing cannot print a traceback; `init_process` ignores them, then
+    unblocks them.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get(DIES_ON_ENV) == "start":
+        os.kill(os.getpid(), signal.SIGKILL)
+    init_process(limits, events, stop, coordinator)
+    assert _shared is not None
+    _shared.held = held
+    conn.send(None)  # started: a death from now on is the shard's doing
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        settings, task = message
+        if os.environ.get(DIES_ON_ENV) == task.name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            reply: tuple[bool, object] = (True, run_shard(settings, task))
+        except BaseException as exc:  # the coordinator decides; this process carries on
+            reply = (False, _picklable(exc))
+        conn.send(reply)
+        events.put(None)  # wakes the coordinator's loop
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def init_process(limits: SharedLimits, events: Any, stop: Any, coordinator: int) -> None:
+    """A worker process's set-up: the run's shared state, and the modules a shard needs.
+
+    Ctrl+C and SIGTERM reach every process of the group (a terminal, systemd, `docker stop`,
+    `timeout`); only the coordinator acts on them (it sets `stop`), so the workers ignore
+    them and finish their in-flight requests.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     skip_pandas()
     # Up to 100 request threads share the GIL: with a longer slice than the default 5 ms, a
     # thread mostly finishes parsing its answer before another takes it (BENCHMARKS.md).
@@ -99,18 +155,17 @@ def _local_view(stop: Any) -> threading.Event:
     return local
 
 
-def ready() -> None:
-    """A task that does nothing: submitting one makes the pool start a process."""
-
-
 def run_shard(settings: WorkerSettings, task: ShardTask) -> ShardReport:
     """Pool entry point: run one shard in this process."""
     if _shared is None:
         raise RuntimeError("run_shard called before init_process")
     if _shared.process is None:  # every task of a pool carries the same settings
-        _shared.process = WorkerProcess(
-            settings, Limiter(_shared.limits, _shared.stop), _shared.events, _shared.stop
+        limiter = (
+            Limiter(_shared.limits, _shared.stop)
+            if _shared.held is None
+            else AccountedLimiter(_shared.limits, _shared.stop, _shared.held)
         )
+        _shared.process = WorkerProcess(settings, limiter, _shared.events, _shared.stop)
     return ShardRun(_shared.process, task).run()
 
 
@@ -132,3 +187,37 @@ def _watch_parent(stop: Any, parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class AccountedLimiter(Limiter):
+    """A limiter that keeps count, in `held`, of what this process holds of the shared limits.
+
+    Counted after a slot is taken and before it is given back: a death between the two loses
+    the coordinator one slot (the run goes on with one fewer in flight), never gives one too
+    many (the partner's limit holds).
+    """
+
+    def __init__(self, shared: SharedLimits, stop: Any, held: Any) -> None:
+        super().__init__(shared, stop)
+        self._held = held
+        self._count = threading.Lock()  # the process's request threads share `held`
+
+    def acquire(self) -> Permit | None:
+        permit = super().acquire()
+        if permit is not None:
+            with self._count:
+                self._held[HELD_SLOTS] += 1
+        return permit
+
+    def release(self, permit: Permit, outcome: Outcome | None = None) -> None:
+        with self._count:
+            self._held[HELD_SLOTS] -= 1
+        super().release(permit, outcome)
+
+    def shard_started(self) -> None:
+        super().shard_started()
+        self._held[HELD_SHARD] = 1
+
+    def shard_ended(self) -> None:
+        self._held[HELD_SHARD] = 0
+        super().shard_ended()

@@ -23,10 +23,11 @@ themselves; the first twin that gets an answer replaces the mark, and later twin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ import pyarrow as pa
 
 from pipeline import schema
 from pipeline.api import cardgenius
+from pipeline.errors import LocalError
 from pipeline.state.store import RunLayout, read_parquet, write_parquet_atomic
 
 if TYPE_CHECKING:
@@ -118,28 +120,51 @@ def read_repeated(path: Path) -> dict[int, tuple[int, int] | None]:
     return dict(zip(keys, owners, strict=True))
 
 
+@contextlib.contextmanager
+def _guarded(path: Path) -> Iterator[None]:
+    """SQLite's errors as one line that names the store and says what to do."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "full" in text:
+            todo = "the disk is full; free some space"
+        elif "not a database" in text or "malformed" in text:
+            todo = (
+                "it is damaged; delete it (it only saves requests: finished rows are in the "
+                "result shards and checkpoints)"
+            )
+        else:
+            todo = f"{text}; fix that"
+        raise LocalError(f"{path}: {todo}, then run the same command again") from None
+
+
 class AnswerCache:
     """One process's connection to the run's answer store."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        with _guarded(path):
+            self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
     @staticmethod
     def create(path: Path) -> None:
         """Make the store once, in the coordinator, before any worker opens it: switching a
         database to WAL needs it to itself, so workers starting together must not race to."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30.0)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)"
-            )
-            db.commit()
-        finally:
-            db.close()
+        with _guarded(path):
+            db = sqlite3.connect(path, timeout=30.0)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS answers "
+                    "(key TEXT PRIMARY KEY, answer TEXT NOT NULL)"
+                )
+                db.commit()
+            finally:
+                db.close()
 
     def get(self, key: int) -> dict[str, Any] | None:
         return self.get_many([key]).get(key)
@@ -150,7 +175,7 @@ class AnswerCache:
         for start in range(0, len(keys), 500):  # SQLite's limit on variables, with room
             chunk = [cardgenius.key_text(k) for k in keys[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
+            with self._lock, _guarded(self.path):
                 rows = self._db.execute(
                     f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk
                 ).fetchall()
@@ -166,7 +191,7 @@ class AnswerCache:
             (cardgenius.key_text(key), json.dumps(value, allow_nan=False))
             for key, value in answers.items()
         ]
-        with self._lock:
+        with self._lock, _guarded(self.path):
             self._db.executemany(
                 "INSERT INTO answers VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                 "SET answer = excluded.answer WHERE answers.answer = ?",

@@ -2,7 +2,7 @@
 
     out/status.json        the running run's figures, rewritten about once a second
     out/control/*.json     commands for the running run (`pipeline control`), one file each
-    out/.lock              the running coordinator's pid (coordinator.run_lock)
+    out/.lock              the running coordinator's pid (state/lock.py)
 
 Commands are files named by the time they were posted, so the run applies them in order and
 a burst of them loses none; the run takes each (reads, then deletes it) within a second.

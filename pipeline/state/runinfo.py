@@ -106,11 +106,26 @@ def settings_of(config: Config) -> dict[str, Any]:
     }
 
 
-def record_invocation(layout: RunLayout, seconds: float, *, finished: bool) -> dict[str, Any]:
-    """Add one invocation's time to run.json, and the finish time when every shard is done."""
+def record_settings(layout: RunLayout, config: Config, shard_size: int) -> dict[str, Any]:
+    """Put the settings in force for this invocation in run.json (the Summary sheet shows
+    them); `shard_size` is the one the run was sharded by."""
+    info = read_run(layout) or {}
+    settings = settings_of(config)
+    settings["processing"]["shard_size"] = shard_size
+    info["settings"] = settings
+    write_json_atomic(layout.run_file, info)
+    return info
+
+
+def record_invocation(
+    layout: RunLayout, seconds: float, *, finished: bool, worked: bool = True
+) -> dict[str, Any]:
+    """Add one invocation's time to run.json, and the finish time when every shard is done and
+    this invocation did the last of it (`worked`), or none was recorded."""
     info = read_run(layout) or {}
     info["elapsed_seconds"] = round(float(info.get("elapsed_seconds", 0.0)) + seconds, 3)
-    if finished and len(layout.result_shards()) == len(layout.input_shards()):
+    done = finished and len(layout.result_shards()) == len(layout.input_shards())
+    if done and (worked or not info.get("finished_at")):
         info["finished_at"] = now_iso()
     write_json_atomic(layout.run_file, info)
     return info
@@ -134,7 +149,7 @@ def record_changes(layout: RunLayout, changes: dict[str, Any]) -> None:
 def file_log(layout: RunLayout) -> Iterator[None]:
     """Also send the `pipeline` log to the run's pipeline.log while the block runs."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(layout.log_file, encoding="utf-8")
+    handler = _QuietFileHandler(layout.log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.INFO)
     log.addHandler(handler)
@@ -143,6 +158,14 @@ def file_log(layout: RunLayout) -> Iterator[None]:
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A log line that cannot be written (a full disk) is dropped, not printed as a traceback:
+    the error that matters is reported by the write that failed."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def now_iso() -> str:

@@ -14,7 +14,8 @@ work on any run folder, even one whose run was killed:
 
 Files that matter are written to a temporary name in the same folder, flushed to disk, then
 moved over the target with `os.replace`: a kill at any moment leaves the old file or the new
-one, never half of one.
+one, never half of one (a `.NAME.*.tmp` file may stay: see upkeep.py). A write that fails
+names the target, not its temporary file.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import RunStateError
+from pipeline import interrupts
+from pipeline.errors import LocalError, local_error
 
 RUN_FILE = "run.json"
 LOG_FILE = "pipeline.log"
@@ -56,12 +58,21 @@ def atomic_file(path: Path, mode: str = "wb", *, durable: bool = True) -> Iterat
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
+        interrupts.check()  # an interrupted command changes nothing (interrupts.py)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The error with the file the user knows (not the temporary one) as its file name."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 @contextlib.contextmanager
@@ -77,7 +88,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        interrupts.check()  # an interrupted command changes nothing (interrupts.py)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -208,13 +223,16 @@ class RunLayout:
 
 
 def _shard_names(folder: Path) -> list[str]:
+    """Shard files in `folder`, in input order: by their number (past shard 99,999 the names
+    grow a digit, so the names' own order is not the input's)."""
     if not folder.is_dir():
         return []
-    return sorted(
+    names = [
         p.name
         for p in folder.iterdir()
         if p.name.startswith(SHARD_PREFIX) and p.suffix == ".parquet"
-    )
+    ]
+    return sorted(names, key=RunLayout.shard_index)
 
 
 def read_run(layout: RunLayout) -> dict[str, Any] | None:
@@ -223,13 +241,16 @@ def read_run(layout: RunLayout) -> dict[str, Any] | None:
         text = layout.run_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise local_error(exc, layout.run_file) from None
     try:
         data = json.loads(text)
     except ValueError:
         data = None
-    if not isinstance(data, dict):
-        raise RunStateError(
-            f"{layout.run_file}: not a run file this tool wrote; use --fresh to start over"
+    if not isinstance(data, dict) or not isinstance(data.get("fingerprint", {}), dict):
+        raise LocalError(
+            f"{layout.run_file}: damaged (not the run file this tool wrote); the run cannot "
+            "be resumed: use --fresh to start over, or --out for another folder"
         )
     return data
 
@@ -265,8 +286,11 @@ class Checkpoint:
                 json.dumps(row, separators=(",", ":"), allow_nan=False).encode() + b"\n"
                 for row in rows
             )
-            self._handle.write(data)
-            self._handle.flush()
+            try:
+                self._handle.write(data)
+                self._handle.flush()
+            except OSError as exc:
+                raise _naming(exc, self.path) from exc
 
     def close(self) -> None:
         self._handle.close()

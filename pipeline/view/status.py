@@ -11,10 +11,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pipeline import schema
 from pipeline.api.classify import status_kind
 from pipeline.config import Config
 from pipeline.errors import ErrorKind
+from pipeline.state.lock import holder
 from pipeline.state.store import (
     RunLayout,
     parquet_columns,
@@ -28,14 +31,21 @@ def collect(config: Config) -> dict[str, Any]:
     """The facts `status` shows, as one JSON-ready dict."""
     layout = RunLayout(config.output.dir)
     info = read_run(layout)
+    pid = holder(layout)
     if info is None:
-        return {"folder": str(layout.root), "run": False, "next": "pipeline run starts a new run"}
+        facts = {"folder": str(layout.root), "run": False, "running_pid": pid}
+        return {**facts, "next": _next_step(False, [], Counter(), pid)}
     inputs = layout.input_shards()
     finished = set(layout.result_shards())
     states: Counter[str] = Counter()
     errors: Counter[str] = Counter()
-    for name in sorted(finished):
-        _count_shard(layout.result_shard(name), states, errors)
+    damaged = []
+    for name in layout.result_shards():
+        try:
+            _count_shard(layout.result_shard(name), states, errors)
+        except (OSError, pa.ArrowException):
+            damaged.append(name)
+            finished.discard(name)
     rows = info.get("input", {}).get("rows")
     sharded = bool(info.get("input", {}).get("sharded"))
     pending = [n for n in inputs if n not in finished]
@@ -43,6 +53,7 @@ def collect(config: Config) -> dict[str, Any]:
     return {
         "folder": str(layout.root),
         "run": True,
+        "running_pid": pid,
         "input": info.get("fingerprint", {}).get("input", {}).get("path"),
         "started_at": info.get("started_at"),
         "finished_at": info.get("finished_at"),
@@ -53,7 +64,8 @@ def collect(config: Config) -> dict[str, Any]:
         "rows_pending": (rows - sum(states.values())) if rows is not None else None,
         "rows_checkpointed": checkpointed,
         "errors_by_kind": dict(errors.most_common()),
-        "next": _next_step(sharded, pending, states),
+        "damaged_shards": damaged,
+        "next": _next_step(sharded, pending, states, pid),
     }
 
 
@@ -88,11 +100,13 @@ def _kind_from_message(http_status: int | None, message: str | None) -> str:
     return str(kind.value)
 
 
-def _next_step(sharded: bool, pending: list[str], states: Counter[str]) -> str:
+def _next_step(sharded: bool, pending: list[str], states: Counter[str], pid: int | None) -> str:
+    if pid is not None:
+        return f"a run is in progress (pid {pid}); wait for it or stop it"
     if not sharded:
         return "pipeline run shards the input again and starts requesting"
     if pending:
-        return f"pipeline run resumes: {len(pending)} shard(s) to request"
+        return f"pipeline run resumes: {len(pending)} shard(s) to request (damaged ones again)"
     if states.get(schema.FAILED):
         return f"pipeline rerun-failed requests {states[schema.FAILED]} failed row(s) again"
     return "nothing to do: the run is finished (pipeline merge rewrites the workbook)"
@@ -101,10 +115,11 @@ def _next_step(sharded: bool, pending: list[str], states: Counter[str]) -> str:
 def render(facts: dict[str, Any]) -> str:
     """`collect`'s facts as a few lines for a person."""
     if not facts["run"]:
-        return f"{facts['folder']}: no run yet; {facts['next']}."
+        return f"{facts['folder']}: no run recorded; {facts['next']}."
     shards = facts["shards"]
+    running = f", in progress (pid {facts['running_pid']})" if facts["running_pid"] else ""
     lines = [
-        f"Run in {facts['folder']} (input {facts['input']})",
+        f"Run in {facts['folder']} (input {facts['input']}){running}",
         f"  started {facts['started_at']}, finished {facts['finished_at'] or '-'}",
         f"  shards: {shards['finished']}/{shards['total']} finished, {shards['pending']} pending",
         "  rows:   "
@@ -120,5 +135,7 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(
             "  errors: " + ", ".join(f"{k} {n}" for k, n in facts["errors_by_kind"].items())
         )
+    if facts["damaged_shards"]:
+        lines.append(f"  damaged result shards: {', '.join(facts['damaged_shards'])}")
     lines.append(f"  next:   {facts['next']}")
     return "\n".join(lines)
