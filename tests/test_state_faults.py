@@ -159,14 +159,19 @@ def test_damaged_run_json_and_answer_store_are_one_line_each(
     assert main(["run", "--config", str(config), "--no-progress"]) == 0
 
 
-def test_a_truncated_result_shard_is_redone(tmp_path: Path, mock_server: MockServer) -> None:
+def test_a_truncated_result_shard_is_redone(
+    tmp_path: Path, mock_server: MockServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = finished_run(tmp_path, mock_server)
     shard = tmp_path / "out" / "shards" / "results" / "shard-00001.parquet"
     rows = pq.ParquetFile(shard).metadata.num_rows
     shard.write_bytes(shard.read_bytes()[:-100])
     mock_server.reset_stats()
+    capsys.readouterr()
     assert main(["run", "--config", str(config), "--no-progress"]) == 0
-    assert 0 < mock_server.stats()["calculate"] <= rows  # that shard's rows, no others
+    assert "Result shard shard-00001.parquet was damaged" in capsys.readouterr().err
+    # That shard's rows at most (the answer store may hold them all), no others.
+    assert mock_server.stats()["calculate"] <= rows
     assert pq.ParquetFile(shard).metadata.num_rows == rows
     check_workbook(tmp_path / "out", make_users(60, seed=5))
 
