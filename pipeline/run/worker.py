@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.api.classify import Outcome
+from pipeline.api.classify import Outcome, Quota
 from pipeline.imports import skip_pandas
 from pipeline.run.process import WorkerProcess
 from pipeline.run.shardrun import ShardRun
@@ -200,19 +200,21 @@ class AccountedLimiter(Limiter):
     def __init__(self, shared: SharedLimits, stop: Any, held: Any) -> None:
         super().__init__(shared, stop)
         self._held = held
-        self._count = threading.Lock()  # the process's request threads share `held`
+        self._held_lock = threading.Lock()  # the process's request threads share `held`
 
     def acquire(self) -> Permit | None:
         permit = super().acquire()
         if permit is not None:
-            with self._count:
+            with self._held_lock:
                 self._held[HELD_SLOTS] += 1
         return permit
 
-    def release(self, permit: Permit, outcome: Outcome | None = None) -> None:
-        with self._count:
+    def release(
+        self, permit: Permit, outcome: Outcome | None = None, quota: Quota | None = None
+    ) -> None:
+        with self._held_lock:
             self._held[HELD_SLOTS] -= 1
-        super().release(permit, outcome)
+        super().release(permit, outcome, quota)
 
     def shard_started(self) -> None:
         super().shard_started()
