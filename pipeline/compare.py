@@ -112,7 +112,7 @@ def _side(root: Path, side: str) -> tuple[pl.LazyFrame, int]:
     info = read_run(layout)
     if info is None:
         raise RunStateError(f"{root}: no run here to compare (no run.json)")
-    paths = [layout.result_shard(n) for n in layout.result_shards()]
+    paths = layout.result_shard_paths()
     if not paths:
         raise RunStateError(f"{root}: the run has no results yet; finish it first")
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)

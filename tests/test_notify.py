@@ -22,8 +22,12 @@ from support import make_users, results, write_config, write_csv
 
 from pipeline import schema
 from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.errors import EXIT_FAILED_ROWS
 from pipeline.mockapi import MockServer, MockSettings, Rule
-from pipeline.ops.notify import FLUSH_SECONDS
+from pipeline.ops.notify import FLUSH_SECONDS, webhook_url
+from pipeline.ops.operations import Operations
+from pipeline.state.store import RunLayout
 
 ENV = "PIPELINE_TEST_WEBHOOK"
 
@@ -292,3 +296,27 @@ def test_the_api_going_away_and_coming_back_is_told(
     events = [b["event"] for b in hook.bodies]
     assert events == ["started", "api_down", "api_up", "finished"], events
     assert hook.bodies[2]["fields"]["down_seconds"] > 0
+
+
+def test_the_finished_message_says_the_coordinators_counts_without_reading_again(
+    tmp_path: Path, mock: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end the coordinator counts the rows by state (its exit code depends on them)
+    and hands the counts over: the message does not read every result shard a second time.
+    Here the one result shard is damaged after the count, which a second read would trip on."""
+    hook = Hook()
+    monkeypatch.setenv(ENV, hook.url)
+    config = load_config(config_for(tmp_path, mock, 10))
+    layout = RunLayout(config.output.dir)
+    layout.results_dir.mkdir(parents=True)
+    layout.result_shard(layout.shard_name(0)).write_bytes(b"not parquet")
+    counts = {schema.OK: 7, schema.NO_CARDS: 1, schema.INVALID_STATE: 0, schema.FAILED: 2}
+    try:
+        ops = Operations(config, layout, webhook_url(config.notify))
+        ops.counted(counts)
+        assert ops.ended(EXIT_FAILED_ROWS) == EXIT_FAILED_ROWS
+    finally:
+        hook.close()
+    finished = hook.bodies[-1]
+    assert finished["event"] == "finished" and finished["fields"]["rows"] == counts
+    assert "ok 7, no_cards 1, invalid 0, failed 2" in finished["text"]

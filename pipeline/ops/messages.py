@@ -78,11 +78,15 @@ def outage(where: Where, edge: str, lasted: float, give_up_after: float) -> Mess
     return Message("api_up", text, {**where, "down_seconds": round(lasted, 1)})
 
 
-def finished(where: Where, code: int, facts: Facts, config: Config, layout: RunLayout) -> Message:
-    # Imported here: the merge package pulls in pyarrow's readers, needed only at the end.
-    from pipeline.merge import read_outcome_counts
-
-    counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
+def finished(
+    where: Where,
+    code: int,
+    facts: Facts,
+    config: Config,
+    layout: RunLayout,
+    counts: Mapping[str, int],
+) -> Message:
+    """`counts`: the whole run's rows by state, as the coordinator counted them at its end."""
     rows = {state: counts.get(state, 0) for state in schema.STATES}
     workbook = config.excel_path.resolve() if config.excel_path.exists() else None
     # The whole run's time, every invocation of it (run.json adds each one up).

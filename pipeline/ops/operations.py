@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ class Operations:
         self.shards = (0, 0)
         self.started_at = _now()
         self.state = STARTING
+        self.counts: dict[str, int] = {}
+        """The run's rows by state at its end (`counted`), for the `finished` message."""
         self._last_status = -1e9
 
     @contextlib.contextmanager
@@ -130,6 +132,11 @@ class Operations:
         if edge is not None:
             self._tell(messages.outage(where, *edge, self.config.retry.give_up_after))
 
+    def counted(self, counts: Mapping[str, int]) -> None:
+        """The coordinator's count of the run's rows by state, once every shard is done: the
+        `finished` message says them, so the result shards are read once, not twice."""
+        self.counts = dict(counts)
+
     def ended(self, code: int, error: BaseException | None = None) -> int:
         """The run is over with `code`: last status, the last message. Returns `code`."""
         reason = messages.reason(code, error, stopped_by_control=self.control.stopped)
@@ -138,7 +145,8 @@ class Operations:
         if begun or code != EXIT_USAGE:  # an exit 2 leaves the folder as it found it
             self._write_status(code=code, reason=reason)
         if code < EXIT_USAGE:
-            self._tell(messages.finished(self._where(), code, self.facts, self.config, self.layout))
+            where, facts = self._where(), self.facts
+            self._tell(messages.finished(where, code, facts, self.config, self.layout, self.counts))
         else:
             self._tell(messages.stopped(self._where(), code, reason))
         if self.notifier is not None:

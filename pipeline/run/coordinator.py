@@ -211,7 +211,8 @@ def _request(
         _compare(options.compare_with, layout, options.min_change)
     if options.merge:
         merge_run(config, layout)
-    counts = read_outcome_counts([layout.result_shard(n) for n in layout.result_shards()])
+    counts = read_outcome_counts(layout.result_shard_paths())
+    ops.counted(counts)  # the `finished` message says them without reading the shards again
     return EXIT_FAILED_ROWS if counts.get(schema.FAILED) else EXIT_OK
 
 
@@ -389,7 +390,7 @@ def _print_top_cards(console: Console, layout: RunLayout) -> None:
     from pipeline.merge.insights import top_cards
 
     try:
-        cards = top_cards([layout.result_shard(n) for n in layout.result_shards()], TOP_CARDS_SHOWN)
+        cards = top_cards(layout.result_shard_paths(), TOP_CARDS_SHOWN)
     except RunStateError as exc:  # a nicety: the merge reports a bad shard where it matters
         log.warning("Best cards not listed: %s", exc)
         return

@@ -221,6 +221,10 @@ class RunLayout:
         """Names of the finished shards' result files, in input order."""
         return _shard_names(self.results_dir)
 
+    def result_shard_paths(self) -> list[Path]:
+        """The finished shards' result files, in input order."""
+        return [self.result_shard(name) for name in self.result_shards()]
+
 
 def _shard_names(folder: Path) -> list[str]:
     """Shard files in `folder`, in input order: by their number (past shard 99,999 the names
