@@ -2,7 +2,8 @@
 
 It reads the shard's input rows, the outcomes a previous invocation saved (its checkpoint;
 for `rerun-failed`, the result shard's rows that did not fail), and marks the rows whose
-request body repeats (dedupe.py). While the shard runs, it appends checkpoint batches, stores
+request body repeats (dedupe.py), and looks their bodies up in the answer store kept across
+runs (reuse.py, stored.py). While the shard runs, it appends checkpoint batches, stores
 the answers to repeated bodies and looks up those that parked rows wait for. At the end it
 writes the result shard atomically, in input order, and removes the checkpoint.
 """
@@ -15,16 +16,14 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import schema
+from pipeline.run.ledger import BODY, KEY
 from pipeline.run.process import WorkerProcess
 from pipeline.run.reuse import New
+from pipeline.run.stored import Found
 from pipeline.state.answers import RELEASED, body_keys
 from pipeline.state.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
 
 Row = dict[str, Any]
-KEY = "_key"
-"""The field of a row whose body repeats: its body's key (state/answers.py)."""
-BODY = "_body"
-"""The field of every valid row's body key, when the answer store is used (reuse.py)."""
 
 
 def read_shard(
@@ -46,6 +45,18 @@ def read_shard(
                 known[old[schema.ROW]] = old
     known.update(read_checkpoint(layout.checkpoint(name), schema.ROW))
     return rows, known
+
+
+def stored_answers(process: WorkerProcess, rows: list[Row]) -> dict[int, Found]:
+    """The answers the store kept across runs holds for these rows' bodies, in one batch of
+    lookups."""
+    reuse = process.reuse
+    if reuse is None:
+        return {}
+    return {
+        key: Found(stored, reuse.outcome(stored))
+        for key, stored in reuse.look_up(row.get(BODY) for row in rows).items()
+    }
 
 
 def write_result(process: WorkerProcess, name: str, ordered: list[Row]) -> None:
