@@ -71,16 +71,19 @@ def test_a_sender_out_of_retries_hands_its_followers_back_a_permanent_error_does
     assert other.outcomes[2][schema.ERROR] == "HTTP 400: bad"  # copied: the body's own fault
 
 
-def test_store_answers_count_as_reused_and_saved_or_deduped() -> None:
+def test_store_answers_count_as_reused_saved_or_deduped() -> None:
     clock = Clock()
     book = ledger(clock)
     earlier = {schema.STATUS: schema.OK, schema.HTTP_STATUS: 200, schema.REUSED: True}
     found = {BODY_KEY: Found(Stored(100.0, b""), earlier)}
     assert book.from_store(row(1), found) is True  # the owner: a request saved
     assert book.from_store(row(5), found) is True  # a twin: reused, dedupe saved it
-    assert [book.outcomes[n][schema.REUSED] for n in (1, 5)] == [True, True]
+    own = {schema.STATUS: schema.OK, schema.HTTP_STATUS: 200, schema.REUSED: False}
+    this_run = {BODY_KEY: Found(Stored(100.0, b""), earlier, own=own)}
+    assert book.from_store(row(6), this_run) is True  # this run's answer: deduped only
+    assert [book.outcomes[n][schema.REUSED] for n in (1, 5, 6)] == [True, True, False]
     event = book.tally.take_event(WORKING, len(book.outcomes))
-    assert (event.reused, event.saved, event.deduped) == (2, 1, 1)
+    assert (event.reused, event.saved, event.deduped) == (2, 1, 2)
     assert book.from_store(row(7), {}) is False  # nothing stored: requested
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import openpyxl
 import pytest
 from support import (
+    body_of,
     check_against_model,
     make_users,
     results,
@@ -153,3 +154,35 @@ def test_kill_9_while_the_store_fills_then_a_new_folder_repeats_little(
     # Requested twice: at most the in-flight requests plus one checkpoint batch per process.
     assert twice <= WORKERS + PROCESSES * 50
     check_against_model(results(tmp_path / "second"), users, MockSettings())
+
+
+def test_a_twin_answered_earlier_in_the_same_run_counts_as_deduped_not_reused(
+    tmp_path: Path,
+) -> None:
+    """On a first run, a twin whose owner sits in an earlier shard finds the owner's answer
+    in the answer store when its shard starts: that is this run's own answer, a request
+    deduplication saves, not an answer reused from an earlier run."""
+    users = make_users(80, seed=3)
+    shard_size = 16
+    first_shard: dict[tuple[tuple[str, float], ...], int] = {}
+    for i, user in enumerate(users):
+        first_shard.setdefault(tuple(sorted(body_of(user).items())), i // shard_size)
+    later = [
+        i
+        for i, u in enumerate(users)
+        if first_shard[tuple(sorted(body_of(u).items()))] < i // shard_size
+    ]
+    assert later, "the data must have twins whose owner is in an earlier shard"
+    processing = {"processes": 1, "max_workers": 4, "shard_size": shard_size}
+    with MockServer(MockSettings(latency_ms=1, jitter_ms=0)) as server:
+        url = server.base_url + "/cg/api/pro"
+        assert run_into(tmp_path, "first", users, url, processing=processing) == 0
+        assert server.stats()["calculate"] == unique_bodies(users)
+    first = results(tmp_path / "first").to_pylist()
+    assert not any(row["reused"] for row in first)
+    assert all(first[i]["attempts"] == 0 for i in later)  # copied, not sent
+    book = openpyxl.load_workbook(tmp_path / "first" / "results.xlsx", read_only=True)
+    summary = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if len(r) > 1}
+    assert summary["answers reused from the store"] == 0
+    assert summary["requests saved by the store"] == 0
+    assert summary["deduped"] == len(users) - unique_bodies(users)

@@ -23,7 +23,7 @@ from pipeline.run.batching import CheckpointBatch
 from pipeline.run.dedupe import COPY, WAIT, DedupeBook
 from pipeline.run.outcomes import copied_outcome, new_outcome
 from pipeline.run.reuse import OFFLINE_ERROR, New
-from pipeline.run.stored import OFFLINE, REQUEST, REUSED, Found, StoreUse
+from pipeline.run.stored import OFFLINE, OWN, REQUEST, REUSED, Found, StoreUse
 from pipeline.run.tally import ShardTally
 
 if TYPE_CHECKING:  # types only: `for_shard` reads the worker's parts, the rest is plain
@@ -102,7 +102,8 @@ class ShardLedger:
             self.finish(failed)
             return True
         assert answer is not None and found is not None
-        self.tally.reused(found.stored.answered_at, saved=how == REUSED)
+        if how != OWN:  # the run's own answer, copied: deduplicated only
+            self.tally.reused(found.stored.answered_at, saved=how == REUSED)
         self.copy(row, answer, deduped=how != REUSED)
         return True
 

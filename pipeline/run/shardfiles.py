@@ -11,6 +11,7 @@ writes the result shard atomically, in input order, and removes the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -49,14 +50,19 @@ def read_shard(
 
 def stored_answers(process: WorkerProcess, rows: list[Row]) -> dict[int, Found]:
     """The answers the store kept across runs holds for these rows' bodies, in one batch of
-    lookups."""
+    lookups; for a repeated body, with this run's own answer when answers.sqlite has it."""
     reuse = process.reuse
     if reuse is None:
         return {}
-    return {
+    found = {
         key: Found(stored, reuse.outcome(stored))
         for key, stored in reuse.look_up(row.get(BODY) for row in rows).items()
     }
+    repeated = [key for key in found if key in process.repeated]
+    if repeated and process.answers is not None:
+        for key, own in process.answers.get_many(repeated).items():
+            found[key] = replace(found[key], own=own)
+    return found
 
 
 def write_result(process: WorkerProcess, name: str, ordered: list[Row]) -> None:
@@ -80,11 +86,13 @@ class Saver:
     def save(
         self, outcomes: list[Row], answers: dict[int, Row], stored: list[New] | None = None
     ) -> None:
-        if stored and self.process.reuse is not None:
-            # Before the checkpoint: a kill between the two leaves answers a rerun reuses.
-            self.process.reuse.keep(stored)
+        # The run's answers to repeated bodies before the store: a twin that finds its body's
+        # answer in the store then finds it here too, when this run got it (stored.py). Both
+        # before the checkpoint: a kill between them leaves answers a rerun reuses.
         if answers and self.process.answers is not None:
             self.process.answers.put_many(answers)
+        if stored and self.process.reuse is not None:
+            self.process.reuse.keep(stored)
         if outcomes:
             if self.checkpoint is None:
                 self.checkpoint = Checkpoint(self.process.layout.checkpoint(self.name))

@@ -4,8 +4,11 @@ A row whose body has a usable answer in the store kept across runs (reuse.py) is
 it, not sent. How it counts depends on whose answer it is:
 
 - `REUSED`: a request the store saved (the row would have been sent);
-- `TWIN`: a twin (its body's owner is another row, and dedupe is on): reused, but dedupe
-  would have saved the request anyway.
+- `TWIN`: a twin (its body's owner is another row, and dedupe is on) gets an answer an
+  earlier run fetched: reused, but dedupe would have saved the request anyway;
+- `OWN`: a twin whose owner got the answer in this run (it is in the run's answers.sqlite too,
+  written before the store): only deduplicated, the run's own answer copied. On a first run
+  every twin settled at the start is one of these.
 
 Offline, a row without a stored answer ends `failed` (`OFFLINE`); otherwise it is requested
 (`REQUEST`). Plain data in, a decision out: no clock, no I/O.
@@ -17,10 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import schema
 from pipeline.state.cache import Stored
 
 Row = dict[str, Any]
-REQUEST, REUSED, TWIN, OFFLINE = "request", "reused", "twin", "offline"
+REQUEST, REUSED, TWIN, OWN, OFFLINE = "request", "reused", "twin", "own", "offline"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Found:
     """The answer kept across runs."""
     answer: Row | None
     """The outcome columns a row gets from it (None: it is not enough, reuse.py)."""
+    own: Row | None = None
+    """This run's own answer to the body (answers.sqlite), when it holds one."""
 
 
 class StoreUse:
@@ -53,9 +59,19 @@ class StoreUse:
         if key is None:
             return REQUEST, None
         if found is not None and found.answer is not None:
-            return (TWIN if self._twin(row_id, key) else REUSED), found.answer
+            if not self._twin(row_id, key):
+                return REUSED, found.answer
+            if _answered(found.own):
+                return OWN, found.own
+            return TWIN, found.answer
         return (OFFLINE if self.offline else REQUEST), None
 
     def _twin(self, row_id: int, key: int) -> bool:
         owner = self.repeated.get(key) if self.dedupe else None
         return owner is not None and owner[0] != row_id
+
+
+def _answered(own: Row | None) -> bool:
+    """The run's own answer is an answer (not a failure, nor the mark that its owner gave
+    up: then a twin may have sent it, or an earlier run's answer is all there is)."""
+    return own is not None and own.get(schema.STATUS) in (schema.OK, schema.NO_CARDS)
