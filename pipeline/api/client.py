@@ -1,10 +1,11 @@
-"""The only module that speaks HTTP: one CardGenius call, auth, and what the answer means;
-and posting a notification to a webhook (`post_json`).
+"""The only module that speaks HTTP: one CardGenius call and its auth, fetching a partner
+token, and posting a notification to a webhook (`post_json`).
 
 `CardGeniusClient.call(body)` sends one request on the calling thread's `requests.Session` and
 returns the decoded list of cards, or raises `TransientError` / `PermanentError` (pipeline.errors)
 so the caller can decide about retries. With `auth = "partner-token"` a process-wide
-`TokenSource` fetches the token once and refreshes it (single flight) after a 401.
+`TokenSource` (tokens.py) fetches the token once and refreshes it (single flight) after a 401.
+What the answer's status and bytes mean is answer.py's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,23 +21,32 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from pipeline.api.cardgenius import BadBody, body_bytes, cards_of
-from pipeline.api.classify import (
-    Outcome,
-    Quota,
-    classify_status,
-    parse_quota,
-    parse_retry_after,
-    status_kind,
-)
+from pipeline.api.answer import Answer, detail, http_error, read_cards
+from pipeline.api.cardgenius import body_bytes
+from pipeline.api.classify import Outcome, classify_status, parse_quota, status_kind
+from pipeline.api.tokens import REFUSALS_IN_A_ROW, TokenSource
 from pipeline.errors import (
     AuthError,
-    CallError,
     CredentialsRefused,
     ErrorKind,
     PermanentError,
     TransientError,
 )
+
+# Answer and the token parts live beside this module; callers keep importing them from here.
+__all__ = [
+    "REFUSALS_IN_A_ROW",
+    "Answer",
+    "CardGeniusClient",
+    "Endpoint",
+    "TokenSource",
+    "WebhookError",
+    "fetch_token",
+    "new_session",
+    "new_webhook_session",
+    "partner_urls",
+    "post_json",
+]
 
 USER_AGENT = "cardgenius-pipeline/0.1"
 
@@ -79,60 +88,6 @@ def partner_urls(url: str) -> tuple[str, str]:
     return at("/partner/cardgenius/calculate"), at("/partner/token")
 
 
-@dataclass(frozen=True)
-class Answer:
-    cards: list[Mapping[str, Any]]
-    http_status: int
-    latency_ms: float
-    quota: Quota | None = None
-    """The partner's quota headers (RateLimit-* / X-RateLimit-*), when it sent them."""
-
-
-REFUSALS_IN_A_ROW = 3
-
-
-class TokenSource:
-    """The partner token of one process, shared by its threads.
-
-    After a 401 each thread calls `refresh(stale)`: the first one fetches a new token, the
-    others wait for it and reuse it (single flight). `refused_in_a_row` counts the fresh
-    tokens (each once, however many threads used it) refused since the last answer: one can
-    be a token that expired at once (a race); `REFUSALS_IN_A_ROW` of them are a key the API
-    refuses.
-    """
-
-    def __init__(self, endpoint: Endpoint, fetch: Callable[[Endpoint], str]) -> None:
-        self._endpoint = endpoint
-        self._fetch = fetch
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self.refreshes = 0
-        self.refused_in_a_row = 0
-        self._last_refused: str | None = None
-
-    def refused(self, token: str) -> int:
-        """A call with the fresh `token` was refused: fresh tokens refused in a row."""
-        with self._lock:
-            if token != self._last_refused:
-                self._last_refused = token
-                self.refused_in_a_row += 1
-            return self.refused_in_a_row
-
-    def get(self) -> str:
-        with self._lock:
-            if self._token is None:
-                self._token = self._fetch(self._endpoint)
-                self.refreshes += 1
-            return self._token
-
-    def refresh(self, stale: str) -> str:
-        with self._lock:
-            if self._token == stale or self._token is None:
-                self._token = self._fetch(self._endpoint)
-                self.refreshes += 1
-            return self._token
-
-
 def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> str:
     """POST the key to the token URL; the JWT from the answer. Errors never show the key."""
     # A Session made here is closed before this returns. Tokens are fetched once a process
@@ -157,7 +112,7 @@ def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> 
     if status in (401, 403):
         raise CredentialsRefused(
             f"the token endpoint refused the key in {endpoint.key_env or 'the environment'} "
-            f"(HTTP {status}{_detail(content)})",
+            f"(HTTP {status}{detail(content)})",
             kind=ErrorKind.HTTP_4XX,
             http_status=status,
         )
@@ -165,7 +120,7 @@ def fetch_token(endpoint: Endpoint, session: requests.Session | None = None) -> 
     if outcome is not Outcome.SUCCESS:
         refused = outcome in (Outcome.PERMANENT, Outcome.AUTH)
         raise (PermanentError if refused else TransientError)(
-            f"token request answered HTTP {status}{_detail(content)}",
+            f"token request answered HTTP {status}{detail(content)}",
             kind=status_kind(status),
             http_status=status,
         )
@@ -273,15 +228,8 @@ class CardGeniusClient:
         status = response.status_code
         outcome = classify_status(status)
         if outcome is not Outcome.SUCCESS:
-            raise _http_error(outcome, status, response.headers.get("Retry-After"), content)
-        try:
-            cards = cards_of(_JSON.decode(content.decode("utf-8")), wrapped=self._wrapped)
-            if self._check is not None:
-                self._check(cards)
-        except (ValueError, BadBody) as exc:
-            reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
-            message = f"bad body: {reason}"
-            raise TransientError(message, kind=ErrorKind.BAD_BODY, http_status=status) from None
+            raise http_error(outcome, status, response.headers.get("Retry-After"), content)
+        cards = read_cards(content, status, wrapped=self._wrapped, check=self._check)
         quota = parse_quota(response.headers, time.time())
         return Answer(cards=cards, http_status=status, latency_ms=latency_ms, quota=quota)
 
@@ -296,38 +244,6 @@ class CardGeniusClient:
         if token:
             request.headers["partner-token"] = token
         return self.session.send(request, **self._send_settings)
-
-
-def _no_constants(name: str) -> None:
-    raise BadBody(f"answer holds {name}, which is not JSON")
-
-
-# NaN and Infinity are not JSON, though Python's decoder takes them by default.
-_JSON = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def _http_error(
-    outcome: Outcome, status: int, retry_after: str | None, content: bytes
-) -> CallError:
-    message, kind = f"HTTP {status}{_detail(content)}", status_kind(status)
-    if outcome is Outcome.AUTH:
-        return AuthError(message, kind=kind, http_status=status)
-    if outcome is Outcome.PERMANENT:
-        return PermanentError(message, kind=kind, http_status=status)
-    wait = parse_retry_after(retry_after)
-    return TransientError(message, kind=kind, http_status=status, retry_after=wait)
-
-
-def _detail(content: bytes) -> str:
-    """The API's own message from an error body, if it has one (proxies send HTML)."""
-    try:
-        payload = json.loads(content)
-    except ValueError:
-        return ""
-    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
-        # One line: it may end up quoted in the one-line message of a refused run.
-        return f": {' '.join(payload['message'].split())[:200]}"
-    return ""
 
 
 def new_session(endpoint: Endpoint) -> requests.Session:
