@@ -453,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     parser.add_argument(
-        "--only", help="comma-separated: run only contenders whose name holds one of these"
+        "--only",
+        help="comma-separated: run only contenders whose name holds one of these (gateways: "
+        "'pipeline vs KIND', e.g. --only 'token bucket,80->30')",
     )
     parser.add_argument(
         "--baseline",

@@ -1,22 +1,19 @@
 """The pacer (adaptive.py) and the throttle rules (throttle.py) against each gateway kind of the
-mock (gateway.py), on a fake clock: a simulated run whose requests start at the paced rate,
-as the shared limiter spaces them, and are answered 20 ms later. No sockets, no sleeping."""
+mock (gateway.py), on a fake clock: a simulated run (pacesim.py) with the real shared limiter
+and control loop, whose requests are answered 20 ms later. No sockets, no sleeping."""
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass, field
-
 import pytest
+from pacesim import simulate
 
 from pipeline.api.classify import Quota, parse_quota
-from pipeline.mockapi import Gateway, Schedule, make_gateway, parse_schedule
-from pipeline.mockapi.gateway import limit_headers
+from pipeline.mockapi import Schedule, make_gateway, parse_schedule
 from pipeline.traffic.adaptive import (
+    COOLDOWN,
     CUT,
     MAX_STEP,
     MIN_RATE,
-    NEAR_GROWTH,
     START_RATE,
     UNBOUND,
     Feedback,
@@ -26,100 +23,14 @@ from pipeline.traffic.adaptive import (
 from pipeline.traffic.limiter import RATE_MARGIN
 from pipeline.traffic.throttle import QuotaPolicy, ThrottlePolicy
 
-TICK = 0.2
-LATENCY = 0.02
-
-
-@dataclass
-class Run:
-    """What the partner saw: send times and which were refused."""
-
-    sent: list[float] = field(default_factory=list)
-    refused: list[float] = field(default_factory=list)
-
-    def served(self) -> float:
-        """Admitted requests per second from the first request to the last."""
-        span = self.sent[-1] - self.sent[0]
-        return (len(self.sent) - len(self.refused)) / span
-
-    def share_429(self) -> float:
-        return len(self.refused) / len(self.sent)
-
-    def refused_between(self, start: float, end: float) -> int:
-        return sum(start <= t < end for t in self.refused)
-
-    def served_between(self, start: float, end: float) -> float:
-        sent = sum(start <= t < end for t in self.sent)
-        return (sent - self.refused_between(start, end)) / (end - start)
-
-
-def simulate(
-    gateway: Gateway,
-    seconds: float,
-    *,
-    retry_after: bool = True,
-    headers: bool = False,
-    schedule: Schedule | None = None,
-    ceiling: float = 0.0,
-) -> Run:
-    """A run with unlimited work: requests start when the paced schedule allows, the partner
-    decides at once, the answer comes LATENCY later and is fed back as the limiter would."""
-    pacer, throttle, quota_policy = (
-        Pacer(PacerPolicy(ceiling=ceiling), 0.0),
-        ThrottlePolicy(),
-        QuotaPolicy(),
-    )
-    rate, quota_rate, window = pacer.rate, 0.0, 0.0
-    ok = throttled = in_a_row = pauses = 0
-    paused_until = next_slot = 0.0
-    answers: list[tuple[float, bool, float, Quota | None]] = []
-    run = Run()
-    t, next_tick = 0.0, TICK
-    while t < seconds:
-        while answers and answers[0][0] <= t:
-            _, admitted, wait, quota = heapq.heappop(answers)
-            if admitted:
-                ok, in_a_row, pauses = ok + 1, 0, 0
-                if headers and quota is not None:
-                    window = quota_policy.window(window, quota)
-                    quota_rate = quota_policy.cap(quota, window)
-                    paused_until = max(paused_until, t + quota_policy.hold(quota))
-            else:
-                throttled, in_a_row = throttled + 1, in_a_row + 1
-                retry = max(1.0, wait) if retry_after else None
-                pause = throttle.run_pause(retry, in_a_row, pauses)
-                if pause and (t >= paused_until or pause >= throttle.long_retry_after):
-                    paused_until, pauses = max(paused_until, t + pause), pauses + 1
-        if t >= next_tick:
-            next_tick += TICK
-            if t >= paused_until:
-                feedback = Feedback(t, ok, throttled, quota_rate=quota_rate)
-                rate = pacer.update(feedback)
-        if schedule is not None:
-            new = schedule.rate_at(t)
-            if new != gateway.rate:
-                gateway.set_rate(new)
-        effective = min(rate, quota_rate) if quota_rate else rate
-        start = max(next_slot, paused_until)
-        if start <= t:
-            verdict = gateway.admit(t)
-            run.sent.append(t)
-            if not verdict.admitted:
-                run.refused.append(t)
-            quota = parse_quota(limit_headers(verdict, "RateLimit"), 0.0)
-            heapq.heappush(answers, (t + LATENCY, verdict.admitted, verdict.wait_s, quota))
-            next_slot = max(t, next_slot) + 1.0 / (effective * RATE_MARGIN)
-            continue
-        t = min(start, next_tick, answers[0][0] if answers else start) + 1e-9
-    return run
-
-
 KINDS = {
     "token bucket": lambda h: make_gateway("token-bucket", h),
     "sliding 1 s": lambda h: make_gateway("sliding", h),
     "fixed 1 s": lambda h: make_gateway("fixed", h),
     "fixed 10 s": lambda h: make_gateway("fixed", h, window_s=10.0),
 }
+MOST_429 = {"token bucket": 0.02, "sliding 1 s": 0.02, "fixed 1 s": 0.025, "fixed 10 s": 0.02}
+"""The bar is 3 %; the simulation, without the noise of a real machine, must keep a margin."""
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -127,13 +38,18 @@ KINDS = {
 def test_finds_and_holds_the_hidden_limit_of_each_gateway(kind: str, hidden: float) -> None:
     run = simulate(KINDS[kind](hidden), 40.0)
     assert run.served() >= 0.9 * hidden, (run.served(), run.share_429())
-    assert run.share_429() <= 0.03, (run.served(), run.share_429())
+    assert run.share_429() <= MOST_429[kind], (run.served(), run.share_429())
     assert run.refused_between(0.0, 5.0) <= 2 * hidden  # no flood at the start
 
 
-def test_token_bucket_without_retry_after() -> None:
-    run = simulate(make_gateway("token-bucket", 80.0), 40.0, retry_after=False)
-    assert run.served() >= 0.9 * 80 and run.share_429() <= 0.03
+@pytest.mark.parametrize("retry_after", [True, False])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_token_bucket_on_a_loaded_machine(retry_after: bool, seed: int) -> None:
+    # Now and then the client is frozen for up to 0.2 s: what was due meanwhile must not all
+    # reach the bucket at once as it ends, and the cut must hold however the answers bunch.
+    gateway = make_gateway("token-bucket", 80.0)
+    run = simulate(gateway, 40.0, retry_after=retry_after, stalls=True, seed=seed)
+    assert run.served() >= 0.9 * 80 and run.share_429() <= 0.02, (run.served(), run.share_429())
     assert run.refused_between(0.0, 5.0) <= 2 * 80
 
 
@@ -143,12 +59,18 @@ def test_quota_headers_mean_almost_no_429(kind: str) -> None:
     assert run.served() >= 0.9 * 80 and run.share_429() <= 0.005, (run.served(), run.share_429())
 
 
-def test_follows_a_limit_that_moves() -> None:
+@pytest.mark.parametrize("stalls", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_follows_a_limit_that_moves(stalls: bool, seed: int) -> None:
     schedule = Schedule(80.0, parse_schedule("20:30,40:80"))
-    run = simulate(make_gateway("token-bucket", 80.0), 60.0, schedule=schedule)
+    gateway = make_gateway("token-bucket", 80.0)
+    run = simulate(gateway, 60.0, schedule=schedule, stalls=stalls, seed=seed)
     assert run.served_between(24.0, 25.0) >= 0.8 * 30
     assert run.served_between(44.0, 45.0) >= 0.8 * 80, run.served_between(44.0, 45.0)
-    assert run.share_429() <= 0.05
+    # The drop meets a run going at 80: the 429s of the few tenths of a second it takes to
+    # see them, then a cut from what is served since, not over a second mostly at 80.
+    assert run.refused_between(20.0, 25.0) <= 40
+    assert run.share_429() <= 0.04
 
 
 def test_configured_rate_is_held_and_never_exceeded() -> None:
@@ -176,8 +98,12 @@ def test_cut_is_to_what_was_served_not_a_fixed_fraction() -> None:
         pacer.update(Feedback(now=step * 0.2, ok_total=int(73 * 0.2 * step)))
     rate = pacer.update(Feedback(now=2.2, ok_total=160, throttled_total=30))
     assert rate == pytest.approx(CUT * pacer.limit) and 70 <= pacer.limit <= 76
-    # The 429s of requests already on their way change nothing for a second.
-    assert pacer.update(Feedback(now=2.6, ok_total=170, throttled_total=80)) == rate
+    # The 429s of requests already on their way change nothing for COOLDOWN.
+    assert pacer.update(Feedback(now=2.2 + COOLDOWN / 2, ok_total=165, throttled_total=80)) == rate
+    # 429s after it: the cut was not deep enough; the next goes from what was served since
+    # the cut (60 a second), not over the last second, most of it at the old rate.
+    rate = pacer.update(Feedback(now=2.8, ok_total=196, throttled_total=90))
+    assert pacer.limit == pytest.approx(60.0) and rate == pytest.approx(CUT * 60.0)
     assert Pacer(PacerPolicy(), 0.0).update(Feedback(now=1.0, throttled_total=3)) == START_RATE
     low = Pacer(PacerPolicy(ceiling=50.0), 0.0)
     low.update(Feedback(now=1.0, ok_total=0))
@@ -193,9 +119,21 @@ def test_climb_is_fast_far_below_the_limit_slow_near_it_and_fast_again_above() -
         rates.append(pacer.update(Feedback(now=step * 0.2, ok_total=ok)))
     assert rates[4] > 90  # far: most of the gap closed within a second
     near = [r for r in rates if 95 <= r <= 100]
-    assert 4 <= len(near) <= 12  # ~1 s creeping up to the old limit
+    assert 3 <= len(near) <= 12  # ~1 s creeping up to the old limit
     above = rates.index(next(r for r in rates if r > 100))
     assert rates[above + 20] > 180  # not touched for 4 s: the limit has moved
+
+
+def test_a_rate_that_looks_clean_but_is_not_served_is_no_sign_that_the_limit_moved() -> None:
+    # A loaded machine (or a partner that queues) serves 60 a second, whatever the rate: the
+    # rate climbs past 10 % above the limit without a 429, but nothing says the partner
+    # would take it, so no slow start from there (it would meet the limit with a flood).
+    pacer = Pacer(PacerPolicy(), now=0.0)
+    pacer.ramping, pacer.limit, pacer.rate = False, 60.0, 58.0
+    for step in range(1, 100):
+        pacer.update(Feedback(now=step * 0.2, ok_total=12 * step))
+        assert not pacer.ramping
+    assert pacer.rate <= UNBOUND * 60.0
 
 
 def test_overload_cuts_to_a_share_of_what_was_served() -> None:
@@ -209,14 +147,15 @@ def test_overload_cuts_to_a_share_of_what_was_served() -> None:
 
 
 def test_a_pause_does_not_count_as_time_served_nor_climbed() -> None:
-    pacer = Pacer(PacerPolicy(), now=0.0)
-    pacer.ramping, pacer.limit, pacer.rate = False, 60.0, 58.0
-    for step in range(1, 6):
-        before = pacer.update(Feedback(now=step * 0.2, ok_total=12 * step))
+    paused, steady = Pacer(PacerPolicy(), now=0.0), Pacer(PacerPolicy(), now=0.0)
+    for pacer in (paused, steady):
+        pacer.ramping, pacer.limit, pacer.rate = False, 60.0, 58.0
+        for step in range(1, 6):
+            pacer.update(Feedback(now=step * 0.2, ok_total=12 * step))
     # Five seconds paused (no updates), then the first update: as if 0.4 s had passed.
-    rate = pacer.update(Feedback(now=6.0, ok_total=72))
-    assert pacer.served(6.0) >= 45.0  # not 12 a second, as over 5 s of wall time
-    assert rate == pytest.approx(before * (1 + NEAR_GROWTH * MAX_STEP))
+    rate = paused.update(Feedback(now=6.0, ok_total=72))
+    assert paused.served(6.0) >= 45.0  # not 12 a second, as over 5 s of wall time
+    assert rate == pytest.approx(steady.update(Feedback(now=1.0 + MAX_STEP, ok_total=72)))
 
 
 def test_run_pause_rule() -> None:

@@ -208,3 +208,50 @@ def test_quota_headers_cap_the_rate_and_hold_at_the_reserve() -> None:
     limiter.release(permit, Outcome.SUCCESS, Quota(limit=600, remaining=1, reset_s=3.0))
     assert limiter.paused_for() == pytest.approx(3.0)  # Remaining would reach 0 before Reset
     assert limiter.acquire() is not None and clock.now == pytest.approx(1003.0, abs=0.02)
+
+
+def test_a_cut_takes_effect_at_once_places_booked_at_the_old_rate_are_taken_again() -> None:
+    limiter, clock, _ = make(rate=100.0, in_flight=64)
+    booked = [limiter.book() for _ in range(20)]  # a fifth of a second ahead, 100 a second
+    assert all(b.firm for b in booked) and booked[-1].at > 1000.18
+    limiter.set_rate(50.0)  # the partner refused 100 a second
+    clock.now = booked[10].at
+    assert not limiter.keeps(booked[10])  # spaced for the old rate: it takes a new place
+    again = [limiter.book() for _ in range(3)]
+    gap = 1 / (50.0 * RATE_MARGIN)
+    assert [b.at - again[0].at for b in again] == pytest.approx([0.0, gap, 2 * gap])
+    assert again[0].at == pytest.approx(clock.now) and limiter.keeps(again[0])
+    limiter.set_rate(80.0)  # a rise leaves the places booked as they are
+    assert limiter.keeps(again[0])
+
+
+def test_a_thread_that_wakes_late_takes_a_new_place_once() -> None:
+    limiter, clock, _ = make(rate=100.0, in_flight=64)
+    booked = [limiter.book() for _ in range(10)]
+    clock.now = booked[0].at + 0.015  # late by 1.5 places: still its place
+    assert limiter.keeps(booked[0])
+    clock.now = booked[1].at + 0.2  # a stall: 20 places late, with the others due too
+    assert not limiter.keeps(booked[1])
+    again = limiter.book()  # spaced after the places still to come, not crowding them
+    assert again.at == pytest.approx(clock.now)
+    clock.now += 0.5  # late again (a machine this busy): it goes, it does not starve
+    assert limiter.keeps(again, punctual=False) and not limiter.keeps(again)
+    # Through acquire: a thread that wakes a second late starts at once, at a new place, so
+    # the next request is spaced after it rather than due at once as well.
+    other, fake, stop = make(rate=10.0)
+    assert other.acquire() is not None
+    stop.wait = lambda timeout: (setattr(fake, "now", fake.now + timeout + 1.0), False)[1]  # type: ignore[method-assign]
+    assert other.acquire() is not None
+    assert other.book().at == pytest.approx(fake.now + 0.1 / RATE_MARGIN)
+
+
+def test_pauses_are_added_up_for_the_pacer() -> None:
+    limiter, clock, _ = make(rate=0.0)
+    limiter.pause_for(1.0)
+    limiter.pause_for(0.5)  # inside the first: nothing more
+    clock.now += 0.5
+    limiter.pause_for(2.0)  # 1.5 s past the first's end
+    assert limiter.paused_total() == pytest.approx(2.5)
+    clock.now += 10.0
+    limiter.pause_for(0.1)
+    assert limiter.paused_total() == pytest.approx(2.6)

@@ -7,32 +7,41 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
 
 1. **Start.** With `[processing] rate_limit` set, start there and never go above it. Without
    one, *slow start*: `START_RATE` requests/s, doubled every `RAMP_DOUBLING` seconds, but
-   never more than `UNBOUND` x what is being served (so a run held back by its latency or its
-   in-flight cap does not build up a rate it could dump on the partner later). An
+   never more than `UNBOUND` x what is being served: a run held back by its latency or its
+   in-flight cap does not build up a rate it could dump on the partner later, and the rate
+   the first 429s meet is at most twice the partner's, not ten times. An
    operator's `pipeline control rate R` replaces the ceiling for the rest of the run, in
    force at once (`set_ceiling`). A partner
    without a limit is never touched; one with a limit sees a few dozen 429s, not a flood.
    A partner that states its quota in headers is taken at its word at once.
-2. **Cut to what was served.** On new 429s (at most once per `COOLDOWN`: the 429s of
-   requests already on their way are not news), the partner's limit is taken to be what it
-   served over the last `SERVED_SPAN` seconds (successes only), and the rate is set to
-   `CUT` x that: just under the partner's real limit, whatever the overshoot was. That
-   figure is remembered as `limit`.
-3. **Climb fast when far, slowly when near.** Without new 429s: below `(1 - NEAR)` x
-   `limit` (after an overload cut, say) the rate closes `FAR_GAIN` of the gap per second;
-   from there on it grows by `NEAR_GROWTH` of itself per second, so a limit that has not
-   moved is touched again after about a second, with a handful of 429s. Clean at `MOVED`
+2. **Cut to what was served.** On new 429s, the partner's limit is taken to be what it
+   served (successes only) over the last `SERVED_SPAN` seconds, or since the last cut if that
+   is more recent, and the rate is set to `CUT` x that: just under the partner's real limit,
+   whatever the overshoot was. That figure is remembered as `limit`. The shared limiter
+   spaces the requests at the new rate at once (limiter.py), so the 429s of the old rate end
+   with the answers on their way: for `COOLDOWN` after a cut further 429s are theirs. 429s
+   after that mean the cut was not deep enough (a token bucket's burst, spent, had swelled
+   what was served; or the limit has just dropped, 80 -> 30): the next cut goes from what
+   the partner served since the last one, the rate it allows now.
+3. **Climb fast when far, slowly when near, faster again the longer all is clean.** Without
+   new 429s: below `(1 - NEAR)` x `limit` (after an overload cut, say) the rate closes
+   `FAR_GAIN` of the gap per second; from there on it grows by `NEAR_GROWTH` of itself per
+   second, and that growth rises by its own size every `ACCEL` seconds without a 429, so a
+   limit that has not moved is touched again a second or two after a cut, with a 429 or
+   two, and one that has risen is found within seconds. Once what is *served* (not the rate
+   asked for, which a busy machine or a bucket's burst can make look clean) is `MOVED`
    above `limit`, the limit has gone up: slow start again from there, doubling every
-   `REPROBE_DOUBLING` seconds (80 -> 30 -> 80 req/s: back over 64 about 3.5 s after the
-   last 429 at 30).
+   `REPROBE_DOUBLING` seconds at most (80 -> 30 -> 80 req/s: back over 64 within about 4 s
+   of the rise).
 4. **Overload**: at least 3 answers 5xx or timeouts making `overload_share` of the answers,
    or a median latency over `latency_factor` x the best one seen for `SLOW_UPDATES` updates
    in a row with every slot busy, cuts the rate to `overload_decrease` x what was served
    (the API is struggling, not counting).
 
-Time is *active* time: the coordinator does not ask during a pause or an outage, and a gap
-of more than `MAX_STEP` between updates counts as `MAX_STEP`, so that neither the served
-rate nor the climb takes a pause for a slow partner or a long stretch of calm.
+Time is *active* time: the coordinator gives the time without the run-wide pauses, and does
+not ask during a pause or an outage; a gap of more than `MAX_STEP` between updates counts as
+`MAX_STEP`. So neither the served rate nor the climb takes a pause for a slow partner or a
+long stretch of calm.
 
 Constants were set against the mock's gateway kinds (scripts/bench.py `gateways`):
 token bucket, sliding and fixed windows, with H = 60-80 req/s, 64 in flight, 2 processes.
@@ -50,14 +59,15 @@ MIN_STEP = 1.0  # requests/s per second at the least when climbing back from far
 START_RATE = 20.0  # requests/s of a slow start
 RAMP_DOUBLING = 0.25  # seconds per doubling of a slow start: 20 -> 640 req/s in 1.25 s
 REPROBE_DOUBLING = 0.6  # seconds per doubling of a slow start again, past a limit that moved
-UNBOUND = 4.0  # a slow start runs at most this many times ahead of what is served
+UNBOUND = 2.0  # a slow start runs at most this many times ahead of what is served
 SERVED_SPAN = 1.0  # seconds of successes that measure the partner's limit
 CUT = 0.97  # share of the served rate to hold after 429s
-COOLDOWN = 1.0  # seconds after a cut in which further 429s are those of the old rate
+COOLDOWN = 0.4  # seconds after a cut in which further 429s are those of the old rate
 NEAR = 0.05  # within this share below the limit, climb slowly
 FAR_GAIN = 2.0  # share of the gap to the limit closed per second when far below it
-NEAR_GROWTH = 0.05  # share of the rate added per second near the limit
-MOVED = 0.1  # clean at this share above the last limit: it has moved; slow start again
+NEAR_GROWTH = 0.05  # share of the rate added per second near the limit, just after a cut
+ACCEL = 3.0  # seconds without a 429 in which that growth rises by its own size
+MOVED = 0.1  # served this share above the last limit: it has moved; slow start again
 SLOW_UPDATES = 3  # updates in a row with a slow median before latency counts as trouble
 MAX_STEP = 0.4  # seconds: a longer gap between updates was a pause, and does not count
 
@@ -166,15 +176,19 @@ class Pacer:
         self.ramping = False
         self.quiet_until = self.last = now + COOLDOWN
         self.cuts += 1
+        # What was served before the cut says nothing of what the partner allows at the new
+        # rate: should 429s keep coming, the next cut goes from what it served since.
+        self.history = deque([self.history[-1]])
 
     def _climb(self, now: float, elapsed: float) -> None:
         limit, ceiling = self.limit or self.rate, self.policy.ceiling
         if self.rate < limit * (1 - NEAR):
             self.rate += max(MIN_STEP, (limit - self.rate) * FAR_GAIN) * elapsed
-        elif self.rate > limit * (1 + MOVED) and self.limit > 0:
-            self.ramping = True  # clean well above the old limit: it is not there any more
+        elif self.served(now) > limit * (1 + MOVED) and self.limit > 0:
+            self.ramping = True  # served well above the old limit: it is not there any more
         else:
-            self.rate *= 1 + NEAR_GROWTH * elapsed
+            clean = max(0.0, now - self.quiet_until)  # seconds since the cut's 429s ended
+            self.rate *= 1 + NEAR_GROWTH * (1 + clean / ACCEL) * elapsed
         if ceiling > 0:
             self.rate = min(self.rate, ceiling)
         else:  # a partner that no longer holds the run back: do not outrun what is served

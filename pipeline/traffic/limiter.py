@@ -12,11 +12,16 @@ may start; each acquire takes `max(now, next_slot)` and moves `next_slot` on by 
 requests are spaced evenly, so no 1-second window ever holds more than `rate + 1` of them.
 No place is booked more than `HORIZON` ahead: 64 lanes booked at 10 requests/s would hold
 that rate for 6 s whatever the pacer decided meanwhile (measured: a slow start that never got
-past half its rate), and a cut would take effect only after the old bookings.
+past half its rate). A cut of the rate takes effect at once: the places booked before it were
+spaced for a rate the partner refused, so they are given up and taken again at the new one
+(measured: the quarter second of old places had doubled the 429s of each cut). So is a place
+whose thread wakes more than `LATE_PLACES` places late, once (a busy machine froze it): the
+requests of a stall would otherwise all start together as it ends.
 `time.monotonic` is one system-wide clock on Linux, so processes agree on it. The coordinator
 changes `rate` as the adaptive control decides (adaptive.py).
 
-Pause: `pause_for(seconds)` holds every acquire in every process until then. A 429 comes in
+Pause: `pause_for(seconds)` holds every acquire in every process until then, and adds up to
+`paused_total()`, so the pacer measures what was served per second on the move. A 429 comes in
 through `throttled(retry_after)`, which pauses the run only as throttle.py's rule says; the
 partner's quota headers come with `release` and cap the rate (throttle.py).
 `hold()` (an operator's `pipeline control pause`) holds them until `unhold()`; requests
@@ -50,6 +55,8 @@ HOLD_POLL_SECONDS = 0.1
 """How often a request held by an operator's pause looks whether the run was resumed."""
 
 HORIZON = 0.25
+LATE_PLACES = 2
+"""A request whose thread wakes this many places of the schedule late takes a new place."""
 """Seconds: how far ahead of now a request may book its place in the rate's schedule."""
 COUNTER_SLOTS = 256
 """Sets of counters; each process takes the next set when it starts."""
@@ -69,7 +76,11 @@ class SharedLimits:
     ):
         self.rate = ctx.Value("d", rate, lock=False)
         self.next_slot = ctx.Value("d", 0.0, lock=False)
+        self.cuts = ctx.Value("q", 0, lock=False)
+        """How many times the rate was lowered: places booked before a cut are taken again."""
         self.paused_until = ctx.Value("d", 0.0, lock=False)
+        self.paused_total = ctx.Value("d", 0.0, lock=False)
+        """Seconds of run-wide pauses so far, the one in force counted whole."""
         self.held = ctx.Value("b", 0, lock=False)
         self.breaker_values = ctx.Array("d", 5, lock=False)
         self.lock = ctx.Lock()
@@ -97,6 +108,16 @@ class Permit:
 
 
 _SEND = Permit()
+
+
+@dataclass(frozen=True)
+class Booking:
+    at: float
+    """When the request may start (clock seconds)."""
+    firm: bool
+    """A place in the rate's schedule; False: only when to look again."""
+    cuts: int = 0
+    """The limiter's count of rate cuts when the place was booked."""
 
 
 class Limiter:
@@ -127,22 +148,40 @@ class Limiter:
         if permit is None:
             shared.slots.release()
             return None
+        punctual = True
         while True:
             if shared.held.value and not self._wait_while_held():
                 self._count(_STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
-            at, booked = self._schedule()
-            delay = at - self._clock()
+            booking = self.book()
+            delay = booking.at - self._clock()
             if delay > 0 and self._stop.wait(delay):
                 self._count(_STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
-            # A pause that began while this request waited for its slot: take a new slot
-            # after it, so the requests that were waiting do not all start at its end.
-            if booked and self._clock() >= shared.paused_until.value and not shared.held.value:
+            if self.keeps(booking, punctual=punctual):
                 self._count(_STARTED)
                 return permit
+            punctual = False  # a place taken again is kept, however late this thread wakes
+
+    def keeps(self, booking: Booking, *, punctual: bool = True) -> bool:
+        """Whether a request may start now at the place it booked. Not when a pause began
+        while it waited for its place: it takes a new one after it, so the requests that were
+        waiting do not all start at its end. Nor when the rate was cut meanwhile: its place
+        was spaced at the old rate, which the partner has just refused. Nor, when `punctual`,
+        when this thread woke more than `LATE_PLACES` places after its own (a busy machine):
+        the requests of a stall would all start at once as it ends."""
+        shared, now = self._shared, self._clock()
+        rate = self.rate()
+        late = punctual and rate > 0 and now - booking.at > LATE_PLACES / rate
+        return (
+            booking.firm
+            and not late
+            and booking.cuts == shared.cuts.value
+            and now >= shared.paused_until.value
+            and not shared.held.value
+        )
 
     def _wait_while_held(self) -> bool:
         """Wait out an operator's pause; False when the run stops meanwhile. Polled, not
@@ -167,26 +206,26 @@ class Limiter:
             if self._stop.wait(max(0.0, min(until - now, 0.5))):
                 return None
 
-    def _schedule(self) -> tuple[float, bool]:
-        """When this request may start (after any pause, at its place in the rate's schedule)
-        and True; or, when that place is more than `HORIZON` ahead, when to look again and
-        False: a place booked far ahead would keep the rate of its booking, not the one the
-        pacer has set since."""
+    def book(self) -> Booking:
+        """When this request may start (after any pause, at its place in the rate's schedule),
+        firm; or, when that place is more than `HORIZON` ahead, when to look again: a place
+        booked far ahead would keep the rate of its booking, not the one the pacer has set
+        since."""
         shared = self._shared
         if self.rate() <= 0:  # no rate limit: only a pause can hold the request
             now = self._clock()
-            return max(now, float(shared.paused_until.value)), True
+            return Booking(max(now, float(shared.paused_until.value)), True)
         with shared.lock:
             earliest = max(self._clock(), shared.paused_until.value)
             rate = self.rate()
             if rate <= 0:
-                return float(earliest), True
+                return Booking(float(earliest), True)
             start = max(earliest, shared.next_slot.value)
             if start - earliest > HORIZON:
                 # Spread the lanes that look again, so they do not all wake at once.
-                return float(start - HORIZON + random.uniform(0.0, HORIZON / 2)), False
+                return Booking(float(start - HORIZON + random.uniform(0.0, HORIZON / 2)), False)
             shared.next_slot.value = start + 1.0 / (rate * RATE_MARGIN)
-            return float(start), True
+            return Booking(float(start), True, int(shared.cuts.value))
 
     def release(
         self, permit: Permit, outcome: Outcome | None = None, quota: Quota | None = None
@@ -221,8 +260,10 @@ class Limiter:
         """Hold every request of the run for `seconds` from now (never shortens a pause)."""
         shared = self._shared
         with shared.lock:
-            until = self._clock() + seconds
+            now = self._clock()
+            until = now + seconds
             if until > shared.paused_until.value:
+                shared.paused_total.value += until - max(now, shared.paused_until.value)
                 shared.paused_until.value = until
 
     def hold(self) -> None:
@@ -297,7 +338,16 @@ class Limiter:
             self._shared.busy_shards.value -= 1
 
     def set_rate(self, rate: float) -> None:
-        self._shared.rate.value = rate
+        """The run's rate from now on (0 = none). A lower one takes effect at once: the places
+        booked at the old one are given up and taken again, spaced at the new rate from now."""
+        shared = self._shared
+        with shared.lock:
+            old = self.rate()
+            shared.rate.value = rate
+            new = self.rate()
+            if 0 < new < old or (new > 0 and old <= 0):
+                shared.cuts.value += 1
+                shared.next_slot.value = min(shared.next_slot.value, self._clock())
 
     def quota_rate(self) -> float:
         """The rate the partner's quota headers allow; 0 = none seen."""
@@ -314,6 +364,10 @@ class Limiter:
         if quota > 0:
             return min(rate, quota) if rate > 0 else quota
         return rate
+
+    def paused_total(self) -> float:
+        """Seconds of run-wide pauses so far (the one in force counted whole)."""
+        return float(self._shared.paused_total.value)
 
     def paused_for(self) -> float:
         """Seconds left of a run-wide pause; 0 when not paused."""

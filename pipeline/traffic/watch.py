@@ -141,7 +141,9 @@ class TrafficWatch:
         ok, throttled = self.limiter.totals()
         latencies = sorted(ms for e in events for ms in e.latencies_ms)
         return Feedback(
-            now=now,
+            # The pacer's time is the run's time on the move: a pause (a Retry-After, the
+            # partner's quota) served nothing, and must not lower what was served per second.
+            now=now - self.limiter.paused_total(),
             ok_total=ok,
             throttled_total=throttled,
             answered=sum(e.requests for e in events),

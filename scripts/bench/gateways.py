@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import data
-from bench.compare import Contender, Row, Sample, run_rounds, summarize
+from bench.compare import ONLY, Contender, Row, Sample, run_rounds, summarize
 from bench.contenders import pipeline, result_statuses
 from bench.server import BenchMock, Seen
 from pipeline.mockapi import MockSettings, parse_schedule
@@ -64,6 +64,9 @@ KINDS = (
 def gateways(quick: bool, rows: int | None, rounds: int, data_dir: Any) -> list[Row]:
     out: list[Row] = []
     for kind in KINDS:
+        name = f"pipeline vs {kind.name}"
+        if ONLY and not any(o in name for o in ONLY):
+            continue  # --only "token bucket,80->30": the kinds whose name holds one of these
         schedule = _scaled(kind.schedule, 3.0 if quick else 1.0)
         users = rows or _users(kind, schedule, 10 if quick else 40)
         path = data.users_file(data_dir, users)
@@ -73,9 +76,9 @@ def gateways(quick: bool, rows: int | None, rounds: int, data_dir: Any) -> list[
         processing = {"max_workers": IN_FLIGHT, "processes": PROCESSES}
         notes: list[str] = []
         with BenchMock(settings) as mock:
-            contender = pipeline("pipeline", path, mock.url, ok_codes=(0, 1), processing=processing)
+            contender = pipeline(name, path, mock.url, ok_codes=(0, 1), processing=processing)
             samples = run_rounds([contender], rounds, mock, keep=_keeper(kind, schedule, notes))
-        if not samples.get("pipeline"):
+        if not samples.get(name):
             continue
         row = summarize(f"11 gateway: {kind.name}, H={kind.hidden:g}", samples, users, None)[0]
         row.note = " | ".join(notes)
