@@ -24,7 +24,8 @@ from pipeline.api.classify import Outcome, parse_quota
 from pipeline.config import build_config
 from pipeline.mockapi import Gateway, Schedule
 from pipeline.mockapi.gateway import Verdict, limit_headers, retry_after_header
-from pipeline.traffic.limiter import Booking, Limiter, Permit, SharedLimits
+from pipeline.traffic.limiter import Booking, Limiter, Permit
+from pipeline.traffic.shared import SharedLimits
 from pipeline.traffic.watch import TrafficWatch
 
 TICK = 0.2

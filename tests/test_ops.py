@@ -18,7 +18,8 @@ from pipeline.ops import alerts, control
 from pipeline.ops.notify import webhook_url
 from pipeline.state.channel import post_command
 from pipeline.state.store import RunLayout
-from pipeline.traffic.limiter import Limiter, SharedLimits
+from pipeline.traffic.limiter import Limiter
+from pipeline.traffic.shared import SharedLimits
 from pipeline.traffic.watch import TrafficWatch
 from pipeline.view.facts import Facts, WorkerLine, facts_from_record, progress_line
 from pipeline.view.liveview import render_facts

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pipeline.api.classify import Outcome, Quota
-from pipeline.traffic.limiter import RATE_MARGIN, Limiter, SharedLimits
+from pipeline.traffic.limiter import RATE_MARGIN, Limiter
+from pipeline.traffic.shared import SharedLimits
 
 
 class FakeClock:

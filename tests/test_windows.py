@@ -137,7 +137,8 @@ def test_watch_holds_the_window_rate_and_follows_its_end(adaptive: bool) -> None
     import multiprocessing
     import threading
 
-    from pipeline.traffic.limiter import Limiter, SharedLimits
+    from pipeline.traffic.limiter import Limiter
+    from pipeline.traffic.shared import SharedLimits
     from pipeline.traffic.watch import TrafficWatch
 
     window = {"from": "09:00", "to": "18:00", "rate": 10.0, "tz": IST}

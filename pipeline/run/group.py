@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from pipeline.errors import LocalError
 from pipeline.run import worker
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
-from pipeline.traffic.limiter import SharedLimits
+from pipeline.traffic.shared import SharedLimits
 
 JOIN_SECONDS = 60.0
 """How long leaving the pool waits for a process to end its in-flight requests and exit."""

@@ -38,8 +38,9 @@ from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
 from pipeline.state.answers import AnswerCache
 from pipeline.state.cache import STORE_FILE
 from pipeline.state.store import RunLayout
-from pipeline.traffic.limiter import Limiter, SharedLimits
+from pipeline.traffic.limiter import Limiter
 from pipeline.traffic.retry import RetryPolicy
+from pipeline.traffic.shared import SharedLimits
 from pipeline.traffic.watch import TrafficWatch
 from pipeline.view.progress import Progress, WorkerEvent
 

@@ -28,7 +28,8 @@ from pipeline.imports import skip_pandas
 from pipeline.run.process import WorkerProcess
 from pipeline.run.shardrun import ShardRun
 from pipeline.run.tasks import ShardReport, ShardTask, WorkerSettings
-from pipeline.traffic.limiter import Limiter, Permit, SharedLimits
+from pipeline.traffic.limiter import Limiter, Permit
+from pipeline.traffic.shared import SharedLimits
 
 ORPHAN_GRACE_SECONDS = 1.0  # for in-flight calls to end and be checkpointed
 GIL_SWITCH_SECONDS = 0.02

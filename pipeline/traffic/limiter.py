@@ -1,11 +1,11 @@
 """One rate limit, one in-flight cap and one circuit breaker for the whole run, shared by every
 process and thread.
 
-The coordinator creates a `SharedLimits` (multiprocessing primitives) and hands it to each
-worker process when the process starts. Every request first calls `acquire()`, which returns
-a `Permit` (or None when the run is stopping), and then `release(permit, outcome)`. Because
-the state is shared (not a per-process share), a process that is idle at the end of a run
-leaves its budget to the others.
+The state is a `SharedLimits` (shared.py), made by the coordinator and handed to each worker
+process; each process has a `Limiter` on it. Every request first calls `acquire()`, which
+returns a `Permit` (or None when the run is stopping), and then `release(permit, outcome)`.
+Because the state is shared (not a per-process share), a process that is idle at the end of a
+run leaves its budget to the others.
 
 Rate: a virtual schedule (GCRA). A shared `next_slot` holds the earliest time the next request
 may start; each acquire takes `max(now, next_slot)` and moves `next_slot` on by `1 / rate`. The
@@ -27,26 +27,21 @@ partner's quota headers come with `release` and cap the rate (throttle.py).
 `hold()` (an operator's `pipeline control pause`) holds them until `unhold()`; requests
 already on the wire finish.
 
-Counts: successes, 429s, requests sent and ended are counted in shared memory (one set of
-counters per process, each behind its own thread lock), so the coordinator's pacer sees them
-within a tick instead of with the next progress event.
-
-Breaker: see breaker.py; its state lives here so that every process sees it at once.
+Counts (shared.py): successes, 429s, requests sent and ended, which the pacer reads within a
+tick. Breaker: breaker.py decides; its state is shared so that every process sees it at once.
 """
 
 from __future__ import annotations
 
-import multiprocessing.context
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.api.classify import Outcome, Quota
-from pipeline.traffic.breaker import PROBE, WAIT, BreakerPolicy, BreakerState
-from pipeline.traffic.throttle import QuotaPolicy, ThrottlePolicy
+from pipeline.traffic.breaker import PROBE, WAIT
+from pipeline.traffic.shared import ENDED, OK, STARTED, THROTTLED, SharedHandle, SharedLimits
 
 # Requests are spaced for 99% of the rate, so that one starting late (a busy CPU, the GIL)
 # does not crowd a 1-second window at the partner past the rate (BENCHMARKS.md, scenario 4).
@@ -55,50 +50,9 @@ HOLD_POLL_SECONDS = 0.1
 """How often a request held by an operator's pause looks whether the run was resumed."""
 
 HORIZON = 0.25
+"""Seconds: how far ahead of now a request may book its place in the rate's schedule."""
 LATE_PLACES = 2
 """A request whose thread wakes this many places of the schedule late takes a new place."""
-"""Seconds: how far ahead of now a request may book its place in the rate's schedule."""
-COUNTER_SLOTS = 256
-"""Sets of counters; each process takes the next set when it starts."""
-_OK, _THROTTLED, _STARTED, _ENDED, _COUNTERS = range(5)
-"""A set: successes, 429s, requests sent, requests ended (sent - ended = on the wire)."""
-
-
-class SharedLimits:
-    """Plain multiprocessing state; picklable while a process is being started."""
-
-    def __init__(
-        self,
-        ctx: multiprocessing.context.BaseContext,
-        rate: float,
-        in_flight: int,
-        breaker: BreakerPolicy | None = None,
-    ):
-        self.rate = ctx.Value("d", rate, lock=False)
-        self.next_slot = ctx.Value("d", 0.0, lock=False)
-        self.cuts = ctx.Value("q", 0, lock=False)
-        """How many times the rate was lowered: places booked before a cut are taken again."""
-        self.paused_until = ctx.Value("d", 0.0, lock=False)
-        self.paused_total = ctx.Value("d", 0.0, lock=False)
-        """Seconds of run-wide pauses so far, the one in force counted whole."""
-        self.held = ctx.Value("b", 0, lock=False)
-        self.breaker_values = ctx.Array("d", 5, lock=False)
-        self.lock = ctx.Lock()
-        self.slots = ctx.BoundedSemaphore(in_flight)
-        self.capacity = in_flight
-        self.busy_shards = ctx.Value("i", 0)
-        self.breaker = breaker or BreakerPolicy()
-        self.counts = ctx.Array("q", _COUNTERS * COUNTER_SLOTS, lock=False)
-        self.counter_slots = ctx.Value("i", 0, lock=False)
-        self.in_a_row = ctx.Value("i", 0, lock=False)
-        """429s in a row, no success between (all processes)."""
-        self.pauses = ctx.Value("i", 0, lock=False)
-        """Pauses for many 429s in a row since the last success."""
-        self.quota_rate = ctx.Value("d", 0.0, lock=False)
-        """The rate the partner's quota headers allow; 0 = no headers seen."""
-        self.quota_window = ctx.Value("d", 0.0, lock=False)
-        self.throttle = ThrottlePolicy()
-        self.quota = QuotaPolicy()
 
 
 @dataclass(frozen=True)
@@ -120,8 +74,8 @@ class Booking:
     """The limiter's count of rate cuts when the place was booked."""
 
 
-class Limiter:
-    """A process's handle on the shared limits."""
+class Limiter(SharedHandle):
+    """A process's handle on the shared limits: the request path and the rate's schedule."""
 
     def __init__(
         self,
@@ -130,13 +84,8 @@ class Limiter:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._shared = shared
+        super().__init__(shared, clock)
         self._stop = stop
-        self._clock = clock
-        self._count_lock = threading.Lock()
-        with shared.lock:
-            self._slot = _COUNTERS * (shared.counter_slots.value % COUNTER_SLOTS)
-            shared.counter_slots.value += 1
 
     def acquire(self) -> Permit | None:
         """Block until a request may start; None when the run is stopping."""
@@ -151,17 +100,17 @@ class Limiter:
         punctual = True
         while True:
             if shared.held.value and not self._wait_while_held():
-                self._count(_STARTED)  # as release counts it ended
+                self._count(STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
             booking = self.book()
             delay = booking.at - self._clock()
             if delay > 0 and self._stop.wait(delay):
-                self._count(_STARTED)  # as release counts it ended
+                self._count(STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
             if self.keeps(booking, punctual=punctual):
-                self._count(_STARTED)
+                self._count(STARTED)
                 return permit
             punctual = False  # a place taken again is kept, however late this thread wakes
 
@@ -194,13 +143,13 @@ class Limiter:
     def _admit(self) -> Permit | None:
         """Wait while the breaker is open and it is not this request's turn to probe."""
         shared = self._shared
-        if shared.breaker_values[1] == 0:  # closed: admitting changes nothing, so no lock
+        if shared.breaker_closed():  # admitting changes nothing, so no lock
             return _SEND
         while True:
             with shared.lock:
                 now = self._clock()
-                state, verdict, until = shared.breaker.admit(self._breaker(), now)
-                self._store(state)
+                state, verdict, until = shared.breaker.admit(shared.breaker_state(), now)
+                shared.store_breaker(state)
             if verdict != WAIT:
                 return Permit(probe=verdict == PROBE)
             if self._stop.wait(max(0.0, min(until - now, 0.5))):
@@ -236,24 +185,23 @@ class Limiter:
         answer's quota headers said, if it had them."""
         shared = self._shared
         success = outcome is Outcome.SUCCESS
-        self._count(_ENDED)
+        self._count(ENDED)
         if success:
-            self._count(_OK)
+            self._count(OK)
             if shared.in_a_row.value:
                 shared.in_a_row.value = shared.pauses.value = 0  # a lost race: a shorter run
         if quota is not None:
             self._take_quota(quota)
-        v = shared.breaker_values
         # The common case, a success while all is well, needs no lock: nothing to change.
-        quiet = success and v[0] == 0 and v[1] == 0 and not permit.probe
+        quiet = success and shared.breaker_quiet() and not permit.probe
         if not quiet and (success or outcome is Outcome.TRANSIENT or permit.probe):
             with shared.lock:
-                state = self._breaker()
+                state = shared.breaker_state()
                 if success:
                     state = shared.breaker.success(state)
                 else:
                     state = shared.breaker.failure(state, self._clock(), probe=permit.probe)
-                self._store(state)
+                shared.store_breaker(state)
         shared.slots.release()
 
     def pause_for(self, seconds: float) -> None:
@@ -266,21 +214,11 @@ class Limiter:
                 shared.paused_total.value += until - max(now, shared.paused_until.value)
                 shared.paused_until.value = until
 
-    def hold(self) -> None:
-        """Hold every request of the run until `unhold()` (an operator's pause)."""
-        self._shared.held.value = 1
-
-    def unhold(self) -> None:
-        self._shared.held.value = 0
-
-    def held(self) -> bool:
-        return bool(self._shared.held.value)
-
     def throttled(self, retry_after: float | None) -> None:
         """A 429 came back (`retry_after`: its Retry-After in seconds, None = absent): count it,
         and pause the whole run when throttle.py's rule says so."""
         shared = self._shared
-        self._count(_THROTTLED)
+        self._count(THROTTLED)
         with shared.lock:
             shared.in_a_row.value += 1
             paused = shared.paused_until.value > self._clock()
@@ -303,39 +241,13 @@ class Limiter:
         if hold > 0:
             self.pause_for(hold)
 
-    def _count(self, counter: int) -> None:
-        with self._count_lock:
-            self._shared.counts[self._slot + counter] += 1
-
-    def totals(self) -> tuple[int, int]:
-        """(successes, 429s) so far, all processes."""
-        counts = self._shared.counts[:]
-        return sum(counts[_OK::_COUNTERS]), sum(counts[_THROTTLED::_COUNTERS])
-
-    def on_the_wire(self) -> int:
-        """Requests sent and not yet answered, all processes (not those waiting their turn)."""
-        counts = self._shared.counts[:]
-        return int(sum(counts[_STARTED::_COUNTERS]) - sum(counts[_ENDED::_COUNTERS]))
-
     def trip(self, first_probe: float) -> None:
         """Open the breaker now (a Retry-After too long to honour): probe after `first_probe`."""
-        with self._shared.lock:
-            self._store(self._shared.breaker.trip(self._breaker(), self._clock(), first_probe))
-
-    def share(self) -> int:
-        """This process's fair share of the in-flight slots: all of them when it runs the only
-        shard, an even split while others run shards too. Keeping to it spares threads from
-        queueing on the shared cap; the cap itself still holds the total."""
-        busy = max(1, int(self._shared.busy_shards.value))
-        return -(-self._shared.capacity // busy)
-
-    def shard_started(self) -> None:
-        with self._shared.busy_shards.get_lock():
-            self._shared.busy_shards.value += 1
-
-    def shard_ended(self) -> None:
-        with self._shared.busy_shards.get_lock():
-            self._shared.busy_shards.value -= 1
+        shared = self._shared
+        with shared.lock:
+            shared.store_breaker(
+                shared.breaker.trip(shared.breaker_state(), self._clock(), first_probe)
+            )
 
     def set_rate(self, rate: float) -> None:
         """The run's rate from now on (0 = none). A lower one takes effect at once: the places
@@ -348,49 +260,3 @@ class Limiter:
             if 0 < new < old or (new > 0 and old <= 0):
                 shared.cuts.value += 1
                 shared.next_slot.value = min(shared.next_slot.value, self._clock())
-
-    def quota_rate(self) -> float:
-        """The rate the partner's quota headers allow; 0 = none seen."""
-        return float(self._shared.quota_rate.value)
-
-    def rate_set(self) -> float:
-        """The rate last given to `set_rate`."""
-        return float(self._shared.rate.value)
-
-    def rate(self) -> float:
-        """Requests/s in force for the run (the pacer's, capped by the partner's quota
-        headers); 0 = no limit."""
-        rate, quota = float(self._shared.rate.value), float(self._shared.quota_rate.value)
-        if quota > 0:
-            return min(rate, quota) if rate > 0 else quota
-        return rate
-
-    def paused_total(self) -> float:
-        """Seconds of run-wide pauses so far (the one in force counted whole)."""
-        return float(self._shared.paused_total.value)
-
-    def paused_for(self) -> float:
-        """Seconds left of a run-wide pause; 0 when not paused."""
-        return max(0.0, float(self._shared.paused_until.value) - self._clock())
-
-    def outage_seconds(self) -> float:
-        """How long the breaker has been open; 0 when closed."""
-        return self._shared.breaker.outage_seconds(self._breaker(), self._clock())
-
-    def in_flight(self) -> int:
-        """Requests holding a slot now, in all processes."""
-        return self._shared.capacity - int(self._shared.slots.get_value())
-
-    def _breaker(self) -> BreakerState:
-        v = self._shared.breaker_values
-        return BreakerState(int(v[0]), v[1], v[2], v[3], bool(v[4]))
-
-    def _store(self, s: BreakerState) -> None:
-        v = self._shared.breaker_values
-        v[0], v[1], v[2], v[3], v[4] = (
-            s.consecutive,
-            s.open_since,
-            s.probe_at,
-            s.interval,
-            s.probing,
-        )
