@@ -88,7 +88,7 @@ class Event:
     """"book": a lane looks for its place; "send": its place has come; "answer": the
     partner's answer is back; "tick": the coordinator's."""
     again: bool = False
-    """The lane's request has already taken a new place once (limiter.keeps)."""
+    """The lane's request has already taken a new place once (limiter.starts)."""
     booking: Booking | None = None
     verdict: Verdict | None = None
 
@@ -161,7 +161,7 @@ def simulate(
             )
         elif event.what == "send":
             assert event.booking is not None
-            if not limiter.keeps(event.booking, punctual=not event.again):
+            if not limiter.starts(event.booking, punctual=not event.again):
                 at(when, Event("book", again=True))
                 continue
             shared.slots.acquire(False)

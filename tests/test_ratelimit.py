@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import threading
 import time
@@ -217,28 +218,41 @@ def test_a_cut_takes_effect_at_once_places_booked_at_the_old_rate_are_taken_agai
     assert all(b.firm for b in booked) and booked[-1].at > 1000.18
     limiter.set_rate(50.0)  # the partner refused 100 a second
     clock.now = booked[10].at
-    assert not limiter.keeps(booked[10])  # spaced for the old rate: it takes a new place
+    assert not limiter.starts(booked[10])  # spaced for the old rate: it takes a new place
     again = [limiter.book() for _ in range(3)]
     gap = 1 / (50.0 * RATE_MARGIN)
     assert [b.at - again[0].at for b in again] == pytest.approx([0.0, gap, 2 * gap])
-    assert again[0].at == pytest.approx(clock.now) and limiter.keeps(again[0])
+    assert again[0].at == pytest.approx(clock.now) and limiter.starts(again[0])
     limiter.set_rate(80.0)  # a rise leaves the places booked as they are
-    assert limiter.keeps(again[0])
+    assert limiter.starts(again[0])
 
 
-def test_a_thread_that_wakes_late_takes_a_new_place_once() -> None:
+def test_after_a_stall_the_requests_due_start_spaced_not_all_at_once() -> None:
     limiter, clock, _ = make(rate=100.0, in_flight=64)
     booked = [limiter.book() for _ in range(10)]
     clock.now = booked[0].at + 0.015  # late by 1.5 places: still its place
-    assert limiter.keeps(booked[0])
-    clock.now = booked[1].at + 0.2  # a stall: 20 places late, with the others due too
-    assert not limiter.keeps(booked[1])
-    again = limiter.book()  # spaced after the places still to come, not crowding them
-    assert again.at == pytest.approx(clock.now)
-    clock.now += 0.5  # late again (a machine this busy): it goes, it does not starve
-    assert limiter.keeps(again, punctual=False) and not limiter.keeps(again)
-    # Through acquire: a thread that wakes a second late starts at once, at a new place, so
-    # the next request is spaced after it rather than due at once as well.
+    assert limiter.starts(booked[0])
+    clock.now = booked[9].at + 0.2  # a stall: every place booked has passed
+    assert limiter.starts(booked[1])  # the first to wake has room before it: it goes
+    gap = 1 / (100.0 * RATE_MARGIN)
+    starts = [clock.now]
+    for late in booked[2:]:  # the others would start on its heels: each takes a new place
+        assert not limiter.starts(late)
+        again = limiter.book()
+        clock.now = max(clock.now, again.at)
+        assert limiter.starts(again, punctual=False)  # kept, however late it wakes
+        starts.append(clock.now)
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([gap] * 8)
+
+
+def test_a_thread_a_little_late_on_a_busy_machine_keeps_its_place() -> None:
+    limiter, clock, _ = make(rate=500.0, in_flight=64)
+    booked = [limiter.book() for _ in range(40)]
+    for place in booked:  # every thread wakes 25 ms (12 places) late: none loses its place
+        clock.now = place.at + 0.025
+        assert limiter.starts(place)
+    # Through acquire: a thread that wakes a second late starts at once, and the next
+    # request is spaced after it rather than due at once as well.
     other, fake, stop = make(rate=10.0)
     assert other.acquire() is not None
     stop.wait = lambda timeout: (setattr(fake, "now", fake.now + timeout + 1.0), False)[1]  # type: ignore[method-assign]

@@ -14,9 +14,11 @@ No place is booked more than `HORIZON` ahead: 64 lanes booked at 10 requests/s w
 that rate for 6 s whatever the pacer decided meanwhile (measured: a slow start that never got
 past half its rate). A cut of the rate takes effect at once: the places booked before it were
 spaced for a rate the partner refused, so they are given up and taken again at the new one
-(measured: the quarter second of old places had doubled the 429s of each cut). So is a place
-whose thread wakes more than `LATE_PLACES` places late, once (a busy machine froze it): the
-requests of a stall would otherwise all start together as it ends.
+(measured: the quarter second of old places had doubled the 429s of each cut). So is, once,
+a place whose thread wakes late (a busy machine froze it) right on the heels of another
+start: the requests of a stall would otherwise all start together as it ends. A thread a
+little late with room before it keeps its place, so a loaded machine does not lose the rate,
+and the next place is spaced after its start.
 `time.monotonic` is one system-wide clock on Linux, so processes agree on it. The coordinator
 changes `rate` as the adaptive control decides (adaptive.py).
 
@@ -52,7 +54,10 @@ HOLD_POLL_SECONDS = 0.1
 HORIZON = 0.25
 """Seconds: how far ahead of now a request may book its place in the rate's schedule."""
 LATE_PLACES = 2
-"""A request whose thread wakes this many places of the schedule late takes a new place."""
+LATE_SECONDS = 0.02
+"""A request whose thread wakes this many places of the schedule late, and this long, takes
+a new place if it would start less than `CROWDED` places after the last start."""
+CROWDED = 0.5
 
 
 @dataclass(frozen=True)
@@ -109,28 +114,38 @@ class Limiter(SharedHandle):
                 self._count(STARTED)  # as release counts it ended
                 self.release(permit)
                 return None
-            if self.keeps(booking, punctual=punctual):
+            if self.starts(booking, punctual=punctual):
                 self._count(STARTED)
                 return permit
             punctual = False  # a place taken again is kept, however late this thread wakes
 
-    def keeps(self, booking: Booking, *, punctual: bool = True) -> bool:
-        """Whether a request may start now at the place it booked. Not when a pause began
-        while it waited for its place: it takes a new one after it, so the requests that were
-        waiting do not all start at its end. Nor when the rate was cut meanwhile: its place
-        was spaced at the old rate, which the partner has just refused. Nor, when `punctual`,
-        when this thread woke more than `LATE_PLACES` places after its own (a busy machine):
-        the requests of a stall would all start at once as it ends."""
+    def starts(self, booking: Booking, *, punctual: bool = True) -> bool:
+        """Whether a request starts now at the place it booked (True: it does, and the start
+        is noted). Not when a pause began while it waited for its place: it takes a new one
+        after it, so the requests that were waiting do not all start at its end. Nor when
+        the rate was cut meanwhile: its place was spaced at the old rate, which the partner
+        has just refused. Nor, when `punctual`, when its thread woke late (`LATE_PLACES`
+        places and `LATE_SECONDS`: a busy machine froze it) right on the heels of another
+        start: the requests of a stall would all start at once as it ends. A late thread
+        with room before it keeps its place, so a loaded machine does not lose the rate."""
         shared, now = self._shared, self._clock()
         rate = self.rate()
-        late = punctual and rate > 0 and now - booking.at > LATE_PLACES / rate
-        return (
+        late = rate > 0 and now - booking.at > max(LATE_PLACES / rate, LATE_SECONDS)
+        crowding = punctual and late and now - shared.last_start.value < CROWDED / rate
+        go = (
             booking.firm
-            and not late
+            and not crowding
             and booking.cuts == shared.cuts.value
             and now >= shared.paused_until.value
             and not shared.held.value
         )
+        if go:
+            shared.last_start.value = now
+            if rate > 0 and now + 1.0 / (rate * RATE_MARGIN) > shared.next_slot.value:
+                with shared.lock:  # a late start: the next place is after it, not before
+                    gap = now + 1.0 / (rate * RATE_MARGIN)
+                    shared.next_slot.value = max(shared.next_slot.value, gap)
+        return go
 
     def _wait_while_held(self) -> bool:
         """Wait out an operator's pause; False when the run stops meanwhile. Polled, not

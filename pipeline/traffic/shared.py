@@ -42,6 +42,8 @@ class SharedLimits:
     ):
         self.rate = ctx.Value("d", rate, lock=False)
         self.next_slot = ctx.Value("d", 0.0, lock=False)
+        self.last_start = ctx.Value("d", 0.0, lock=False)
+        """When the last request started (clock seconds)."""
         self.cuts = ctx.Value("q", 0, lock=False)
         """How many times the rate was lowered: places booked before a cut are taken again."""
         self.paused_until = ctx.Value("d", 0.0, lock=False)
