@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=Path("config.toml"),
+        metavar="PATH",
         help="config file (default: ./config.toml)",
     )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")

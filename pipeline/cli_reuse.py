@@ -69,10 +69,12 @@ def _cache_parser(
     text = "the answer store kept across runs: what it holds, or drop old answers"
     cmd = sub.add_parser("cache", help=text, description=text)
     actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    stats = actions.add_parser("stats", parents=[common], help="answers per endpoint, ages, size")
+    text = "answers per endpoint, the oldest and newest, the size on disk"
+    stats = actions.add_parser("stats", parents=[common], help=text, description=text)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_cache_stats, load=config)
-    prune = actions.add_parser("prune", parents=[common], help="drop old answers")
+    text = "drop old answers and give the space back"
+    prune = actions.add_parser("prune", parents=[common], help=text, description=text)
     prune.add_argument(
         "--older-than",
         metavar="AGE",

@@ -58,26 +58,35 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         ("rerun-failed", _rerun_failed, "request again only the rows that failed, then merge"),
     ):
         cmd = sub.add_parser(name, parents=[common], help=text, description=text)
-        _run_flags(cmd)
+        _run_flags(cmd, retry_failed=handler is _rerun_failed)
         cmd.set_defaults(handler=handler)
 
 
-def _run_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
-    cmd.add_argument("--out", help="output folder")
-    cmd.add_argument("--max-workers", type=int, help="requests in flight, all processes together")
-    cmd.add_argument("--processes", type=int, help="worker processes")
-    cmd.add_argument("--rate", type=float, help="requests per second, all processes; 0 = no limit")
-    cmd.add_argument("--shard-size", type=int, help="input rows per shard")
+def _run_flags(cmd: argparse.ArgumentParser, retry_failed: bool) -> None:
+    cmd.add_argument("--input", metavar="PATH", help="input file (.csv, .parquet, .xlsx)")
+    cmd.add_argument("--out", metavar="DIR", help="output folder (default: [output] dir)")
+    cmd.add_argument(
+        "--max-workers", type=int, metavar="N", help="requests in flight, all processes together"
+    )
+    cmd.add_argument("--processes", type=int, metavar="N", help="worker processes")
+    cmd.add_argument(
+        "--rate", type=float, metavar="R", help="requests per second, all processes; 0 = no limit"
+    )
+    cmd.add_argument("--shard-size", type=int, metavar="N", help="input rows per shard")
     cmd.add_argument(
         "--mock", action=argparse.BooleanOptionalAction, help="use the embedded mock API"
     )
     cmd.add_argument("--no-progress", action="store_true", help="plain log lines only")
     cmd.add_argument("--no-merge", action="store_true", help="do not write the workbook")
-    cmd.add_argument(
-        "--fresh", action="store_true", help="discard the output folder's state, start over"
+    fresh = (
+        "refused here: it would discard the rows to retry (use `pipeline run --fresh`)"
+        if retry_failed
+        else "discard the output folder's state, start over"
     )
-    cmd.add_argument("--limit", type=int, help="only the first N input rows (a trial run)")
+    cmd.add_argument("--fresh", action="store_true", help=fresh)
+    cmd.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N input rows (a trial run)"
+    )
     cli_reuse.run_flags(cmd)
 
 
@@ -131,7 +140,9 @@ def _rerun_failed(args: argparse.Namespace) -> int:
 def _add_merge(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     text = "build the workbook (or a Parquet or CSV file of every row) from the result shards"
     cmd = sub.add_parser("merge", parents=[common], help=text, description=text)
-    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
+    cmd.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default: [output] dir)"
+    )
     cmd.add_argument(
         "--format",
         choices=("xlsx", "parquet", "csv"),
@@ -165,10 +176,11 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _add_status(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    cmd = sub.add_parser(
-        "status", parents=[common], help="shards and rows by state, errors by kind"
+    text = "shards and rows by state, errors by kind, and what the next run would do"
+    cmd = sub.add_parser("status", parents=[common], help=text, description=text)
+    cmd.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default: [output] dir)"
     )
-    cmd.add_argument("--out", type=Path, help="output folder (default: [output] dir)")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     cmd.set_defaults(handler=_status)
 
@@ -185,9 +197,9 @@ def _status(args: argparse.Namespace) -> int:
 def _add_plan(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     text = "before a batch: rows, unique requests, load, bandwidth, duration, partner notice"
     cmd = sub.add_parser("plan", parents=[common], help=text, description=text)
-    cmd.add_argument("--input", help="input file (.csv, .parquet, .xlsx)")
-    cmd.add_argument("--max-workers", type=int, help="plan for N requests in flight")
-    cmd.add_argument("--rate", type=float, help="plan for R requests/s; 0 = no limit")
+    cmd.add_argument("--input", metavar="PATH", help="input file (.csv, .parquet, .xlsx)")
+    cmd.add_argument("--max-workers", type=int, metavar="N", help="plan for N requests in flight")
+    cmd.add_argument("--rate", type=float, metavar="R", help="plan for R requests/s; 0 = no limit")
     cmd.add_argument(
         "--probe",
         type=int,
@@ -213,6 +225,7 @@ def _add_import_config(sub: Subparsers, common: argparse.ArgumentParser) -> None
         "-o",
         "--output",
         type=Path,
+        metavar="PATH",
         default=Path("config.toml"),
         help="the config to write; never overwritten (default: ./config.toml)",
     )
@@ -231,7 +244,9 @@ def _import_config(args: argparse.Namespace) -> int:
 def _add_watch(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     text = "follow a run going in another terminal: the same view, from its output folder"
     cmd = sub.add_parser("watch", parents=[common], help=text, description=text)
-    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
+    cmd.add_argument(
+        "--out", type=Path, metavar="DIR", help="the run's output folder (default: [output] dir)"
+    )
     cmd.set_defaults(handler=_watch)
 
 
@@ -258,7 +273,9 @@ def _add_control(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     cmd = sub.add_parser("control", parents=[common], help=text, description=text)
     cmd.add_argument("action", choices=("pause", "resume", "rate", "stop"))
     cmd.add_argument("value", nargs="?", help="for rate: requests per second, all processes")
-    cmd.add_argument("--out", type=Path, help="the run's output folder (default: [output] dir)")
+    cmd.add_argument(
+        "--out", type=Path, metavar="DIR", help="the run's output folder (default: [output] dir)"
+    )
     cmd.set_defaults(handler=_control)
 
 
@@ -270,33 +287,49 @@ def _control(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# mock-api's settings: flag, type, metavar, help (the default is the [mock] key's).
+_MOCK_FLAGS: tuple[tuple[str, type, str, str], ...] = (
+    ("--latency-ms", float, "MS", "mean response time (default: 150)"),
+    ("--jitter-ms", float, "MS", "response time spread (default: 50)"),
+    ("--error-rate", float, "SHARE", "share of answers that are HTTP 500, 0-1 (default: 0)"),
+    ("--rate-limit", float, "R", "requests/s above which it answers 429; 0 = none (default: 0)"),
+    ("--limit-window", float, "S", "seconds: the sliding or fixed window (default: 1)"),
+    ("--limit-burst", int, "N", "token bucket size; 0 = rate/4 (default: 0)"),
+    ("--rate-schedule", str, "S:R,...", 'rate changes from the first request, e.g. "20:30,40:80"'),
+    ("--cards", int, "N", "catalogue size, 1-100 (default: 15)"),
+    ("--seed", int, "N", "the catalogue's seed (default: 0)"),
+)
+_MOCK_CHOICES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "--limit-kind",
+        ("sliding", "fixed", "token-bucket"),
+        "how the rate limit is enforced (default: sliding)",
+    ),
+    ("--retry-after", ("seconds", "date", "none"), "Retry-After on a 429 (default: seconds)"),
+    (
+        "--limit-headers",
+        ("none", "ietf", "x"),
+        "RateLimit-* (ietf) or X-RateLimit-* (x) headers on every answer (default: none)",
+    ),
+)
+
+
 def _add_mock_api(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    text = (
+        "serve the simulated CardGenius API on 127.0.0.1 until Ctrl+C; each setting not given "
+        "here is the config's [mock] key of the same name (its default without a config file)"
+    )
     cmd = sub.add_parser(
-        "mock-api", parents=[common], help="serve the simulated CardGenius API on 127.0.0.1"
+        "mock-api",
+        parents=[common],
+        help="serve the simulated CardGenius API on 127.0.0.1",
+        description=text,
     )
     cmd.add_argument("--port", type=_port, default=8765, help="TCP port, 1-65535 (default: 8765)")
-    cmd.add_argument("--latency-ms", type=float)
-    cmd.add_argument("--jitter-ms", type=float)
-    cmd.add_argument("--error-rate", type=float)
-    cmd.add_argument("--rate-limit", type=float, help="requests/s above which it answers 429")
-    cmd.add_argument(
-        "--limit-kind",
-        choices=("sliding", "fixed", "token-bucket"),
-        help="how the rate limit is enforced (default: sliding)",
-    )
-    cmd.add_argument("--limit-window", type=float, help="seconds: sliding or fixed window")
-    cmd.add_argument("--limit-burst", type=int, help="token bucket size; 0 = rate/4")
-    cmd.add_argument(
-        "--retry-after", choices=("seconds", "date", "none"), help="Retry-After on a 429"
-    )
-    cmd.add_argument(
-        "--limit-headers",
-        choices=("none", "ietf", "x"),
-        help="send RateLimit-* (ietf) or X-RateLimit-* (x) headers on every answer",
-    )
-    cmd.add_argument("--rate-schedule", metavar="S:R,...", help='rate changes, e.g. "20:30,40:80"')
-    cmd.add_argument("--cards", type=int, help="catalogue size (1-100)")
-    cmd.add_argument("--seed", type=int)
+    for flag, kind, metavar, text in _MOCK_FLAGS:
+        cmd.add_argument(flag, type=kind, metavar=metavar, help=text)
+    for flag, choices, text in _MOCK_CHOICES:
+        cmd.add_argument(flag, choices=choices, help=text)
     cmd.set_defaults(handler=_mock_api)
 
 
