@@ -150,9 +150,7 @@ def test_architecture_places_every_module() -> None:
 def test_every_module_architecture_names_exists() -> None:
     package = ROOT / "pipeline"
     named = set(re.findall(r"`([a-z_]+(?:/[a-z_]+)*\.py)`", ARCHITECTURE))
-    missing = [
-        n for n in sorted(named) if not ((package / n).exists() or any(package.rglob(n)))
-    ]
+    missing = [n for n in sorted(named) if not ((package / n).exists() or any(package.rglob(n)))]
     assert missing == []
 
 
@@ -164,7 +162,7 @@ def test_readme_quick_start_is_what_the_scripts_and_ci_run() -> None:
     run = (ROOT / "scripts" / "run.sh").read_text(encoding="utf-8")
     assert '"$VENV/bin/pipeline" run "$@"' in run
     test = (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
-    for step in ("ruff\" check", "ruff\" format --check", "mypy\" pipeline", "pytest\" \"$@\""):
+    for step in ('ruff" check', 'ruff" format --check', 'mypy" pipeline', 'pytest" "$@"'):
         assert step in test, step
 
 
