@@ -149,3 +149,36 @@ def test_answers_that_fit_pass_the_check() -> None:
     cardgenius.check_answer(cards, FIELDS, top_n=3)
     # A card below the top N may lack an id: it is never shown.
     cardgenius.check_answer([card(1, 100), {**card(2, 1), "id": None}], FIELDS, top_n=1)
+
+
+def test_the_check_ranks_as_rank_does_so_derive_need_not_rank_again() -> None:
+    cards = [
+        card(1, 1000, fees="1,000", extra="250"),
+        card(2, None),
+        card(3, "5000", fees=" 4000 ", extra=None, amazon_spends=10.0),
+        card(4, 3000, fees=None, extra=1.5),
+        card(5, 3002, fees=True, extra=""),  # a boolean and "" are no money: 0
+    ]
+    ranked = cardgenius.check_answer(cards, FIELDS, top_n=3)
+    assert ranked == rank(cards)
+    assert [c["id"] for _, c in ranked] == [5, 4, 3, 1]
+    assert derive(cards, FIELDS, 3, ranked) == derive(cards, FIELDS, 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (12, 12.0),
+        (1.5, 1.5),
+        ("1,000.5", 1000.5),
+        (" 7 ", 7.0),
+        ("", None),
+        ("x", None),
+        (True, None),
+        (None, None),
+        (10**400, float("inf")),
+        ([1], None),
+    ],
+)
+def test_money_reads_what_the_api_sends(value: Any, expected: float | None) -> None:
+    assert cardgenius.money(value) == expected

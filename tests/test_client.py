@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from pipeline.api.cardgenius import rank
 from pipeline.api.client import (
     REFUSALS_IN_A_ROW,
     CardGeniusClient,
@@ -39,6 +40,13 @@ def test_ok_answer_is_the_mock_model(mock_server: MockServer) -> None:
     assert answer.http_status == 200
     assert answer.cards == compute_response(BODY, mock_server.settings)["savings"]
     assert answer.latency_ms > 0
+
+
+def test_what_the_check_makes_of_the_cards_goes_with_the_answer(mock_server: MockServer) -> None:
+    ep = Endpoint(url=mock_server.base_url + "/cg/api/pro")
+    client = CardGeniusClient(ep, new_session(ep), check=rank)
+    answer = client.call(BODY)
+    assert answer.checked == rank(answer.cards) != []
 
 
 @pytest.mark.parametrize(

@@ -27,21 +27,29 @@ class Answer:
     latency_ms: float
     quota: Quota | None = None
     """The partner's quota headers (RateLimit-* / X-RateLimit-*), when it sent them."""
+    checked: Any = None
+    """What the caller's `check` returned for the cards (a worker's: their ranking)."""
 
 
 def read_cards(
-    content: bytes, status: int, *, wrapped: bool, check: Callable[[Cards], None] | None = None
+    content: bytes, status: int, *, wrapped: bool, check: Callable[[Cards], Any] | None = None
 ) -> Cards:
     """The cards of a 2xx answer's body; `wrapped`: the partner gateway's envelope."""
+    return read_checked(content, status, wrapped=wrapped, check=check)[0]
+
+
+def read_checked(
+    content: bytes, status: int, *, wrapped: bool, check: Callable[[Cards], Any] | None = None
+) -> tuple[Cards, Any]:
+    """`read_cards`, and what `check` returned for the cards (None without a check)."""
     try:
         cards = cards_of(_JSON.decode(content.decode("utf-8")), wrapped=wrapped)
-        if check is not None:
-            check(cards)
+        checked = check(cards) if check is not None else None
     except (ValueError, BadBody) as exc:
         reason = str(exc) if isinstance(exc, BadBody) else "answer is not JSON"
         message = f"bad body: {reason}"
         raise TransientError(message, kind=ErrorKind.BAD_BODY, http_status=status) from None
-    return cards
+    return cards, checked
 
 
 def _no_constants(name: str) -> None:

@@ -114,10 +114,22 @@ def money(value: Any) -> float | None:
     ("1,000" too); null, "" and anything else unreadable is None. An integer too large for
     a float is inf (`check_answer` refuses it)."""
     kind = type(value)
-    if kind is float:  # the common case first (bool is not int here)
+    if kind is float:  # the common cases first (bool is not int here)
         return value  # type: ignore[no-any-return]
     if kind is int:
-        return _int_money(value)
+        try:
+            return float(value)
+        except OverflowError:  # a 400-digit integer
+            return math.inf
+    if kind is str:
+        try:  # float() takes what the cleaning below would leave of a string without ","
+            return float(value)
+        except ValueError:
+            pass
+    return _other_money(value)
+
+
+def _other_money(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -149,27 +161,53 @@ def net_savings(card: Mapping[str, Any]) -> float | None:
     return yearly - fees + extra
 
 
-def rank(cards: Sequence[Mapping[str, Any]]) -> list[tuple[float, Mapping[str, Any]]]:
+Ranked = list[tuple[float, Mapping[str, Any]]]
+"""Cards with their net savings, highest first (`rank`)."""
+_MONEY_FIELDS = ("total_savings_yearly", "joining_fees", "total_extra_benefits")
+
+
+def rank(cards: Sequence[Mapping[str, Any]]) -> Ranked:
     """Cards with their net savings, highest first; ties keep the API's order."""
     scored = [(net, card) for card in cards if (net := net_savings(card)) is not None]
-    scored.sort(key=lambda pair: -pair[0])  # sort is stable: ties keep the API's order
+    scored.sort(key=_by_net)  # sort is stable: ties keep the API's order
     return scored
 
 
-def check_answer(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> None:
+def _by_net(pair: tuple[float, Mapping[str, Any]]) -> float:
+    return -pair[0]
+
+
+def check_answer(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> Ranked:
     """Raise BadBody, naming the card and the field, for an answer the results cannot hold:
     a card without `total_savings_yearly` (null is fine: the card is not ranked), a money
     value or a net saving that is not finite or past Excel's largest number, or a top card
     whose id is missing or past 64 bits, or whose name is missing. Answers like that are a
-    fault of the API (retried, then `failed`), never inf or NaN in a workbook."""
+    fault of the API (retried, then `failed`), never inf or NaN in a workbook.
+
+    Returns the ranking it checked (`rank`), so that `derive` need not rank again: each
+    money field is read once a card, here, on every answer."""
+    values = []
     for position, card in enumerate(cards, start=1):
         if "total_savings_yearly" not in card:
             raise BadBody(f"card {position} has no total_savings_yearly")
-        for name in ("total_savings_yearly", "joining_fees", "total_extra_benefits"):
-            _check_number(card, position, name, money(card.get(name)))
-    ranked = rank(cards)
-    for net, card in ranked:
-        _check_number(card, 0, "net savings", net)
+        numbers = (
+            money(card["total_savings_yearly"]),
+            money(card.get("joining_fees")),
+            money(card.get("total_extra_benefits")),
+        )
+        for value in numbers:
+            if value is not None and not -EXCEL_MAX <= value <= EXCEL_MAX:  # inf, NaN too
+                for name, each in zip(_MONEY_FIELDS, numbers, strict=True):
+                    _check_number(card, position, name, each)  # raises, naming the first
+        values.append(numbers)
+    ranked = []
+    for card, (yearly, fees, extra) in zip(cards, values, strict=True):
+        if yearly is not None:  # as `net_savings`: missing fees and benefits count as 0
+            net = yearly - (fees or 0.0) + (extra or 0.0)
+            if not -EXCEL_MAX <= net <= EXCEL_MAX:
+                _check_number(card, 0, "net savings", net)
+            ranked.append((net, card))
+    ranked.sort(key=_by_net)
     if len(ranked) >= 2:
         _check_number(
             ranked[0][1], 0, "savings gap to the second card", ranked[0][0] - ranked[1][0]
@@ -188,11 +226,12 @@ def check_answer(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_
                 _check_number(
                     card, 0, f"spending_breakdown.{f}.savings", money(item.get("savings"))
                 )
+    return ranked
 
 
 def _check_number(card: Mapping[str, Any], position: int, name: str, value: float | None) -> None:
     """`value` (of `name`, on the card at 1-based `position`, 0 when not known) must fit."""
-    if value is None or (math.isfinite(value) and abs(value) <= EXCEL_MAX):
+    if value is None or -EXCEL_MAX <= value <= EXCEL_MAX:  # False for inf and NaN
         return
     raw = card.get("id")
     short = isinstance(raw, str) and len(raw) <= 20
@@ -225,9 +264,16 @@ def derived_fields(mapped: Sequence[str], top_n: int) -> list[tuple[str, pa.Data
     return columns
 
 
-def derive(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> dict[str, Any]:
-    """The derived columns for one user (see `derived_fields`); absent cards leave None."""
-    ranked = rank(cards)
+def derive(
+    cards: Sequence[Mapping[str, Any]],
+    mapped: Sequence[str],
+    top_n: int,
+    ranked: Ranked | None = None,
+) -> dict[str, Any]:
+    """The derived columns for one user (see `derived_fields`); absent cards leave None.
+    `ranked`: the cards' ranking when it is known already (`check_answer` returns it)."""
+    if ranked is None:
+        ranked = rank(cards)
     row: dict[str, Any] = {
         "cards_returned": len(cards),
         "best_card_savings_gap": ranked[0][0] - ranked[1][0] if len(ranked) >= 2 else None,

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from pipeline.api.answer import Answer, detail, http_error, read_cards
+from pipeline.api.answer import Answer, detail, http_error, read_checked
 from pipeline.api.cardgenius import body_bytes
 from pipeline.api.classify import Outcome, classify_status, parse_quota, status_kind
 from pipeline.api.tokens import REFUSALS_IN_A_ROW, TokenSource
@@ -153,10 +153,11 @@ class CardGeniusClient:
         tokens: TokenSource | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
-        check: Callable[[list[Mapping[str, Any]]], None] | None = None,
+        check: Callable[[list[Mapping[str, Any]]], Any] | None = None,
     ) -> None:
         """`check(cards)` raises BadBody for an answer its caller cannot use (see
-        cardgenius.check_answer): it is then a retried error like any unusable body."""
+        cardgenius.check_answer): it is then a retried error like any unusable body. What it
+        returns goes with the answer (`Answer.checked`)."""
         self.endpoint = endpoint
         self.session = session
         self.tokens = tokens
@@ -229,9 +230,9 @@ class CardGeniusClient:
         outcome = classify_status(status)
         if outcome is not Outcome.SUCCESS:
             raise http_error(outcome, status, response.headers.get("Retry-After"), content)
-        cards = read_cards(content, status, wrapped=self._wrapped, check=self._check)
+        cards, checked = read_checked(content, status, wrapped=self._wrapped, check=self._check)
         quota = parse_quota(response.headers, time.time())
-        return Answer(cards=cards, http_status=status, latency_ms=latency_ms, quota=quota)
+        return Answer(cards, status, latency_ms, quota, checked)
 
     def _post(self, data: bytes, token: str | None) -> requests.Response:
         if self.session.cookies:

@@ -70,5 +70,5 @@ def answered_outcome(
     state = schema.OK if answer.cards else schema.NO_CARDS
     outcome = new_outcome(row, columns, state, answer.http_status, attempts, answer.latency_ms)
     outcome[schema.ANSWERED_AT] = stamp(answered_at)
-    outcome.update(cardgenius.derive(answer.cards, mapped, top_n))
+    outcome.update(cardgenius.derive(answer.cards, mapped, top_n, answer.checked))
     return outcome

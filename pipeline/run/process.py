@@ -88,9 +88,10 @@ class WorkerProcess:
         if self.answers is not None:
             self.answers.close()
 
-    def check_answer(self, cards: list[Any]) -> None:
-        """An answer whose numbers the results cannot hold is unusable (retried)."""
-        cardgenius.check_answer(cards, self.mapped, self.settings.top_n)
+    def check_answer(self, cards: list[Any]) -> cardgenius.Ranked:
+        """An answer whose numbers the results cannot hold is unusable (retried); a usable
+        one's ranking goes with it to `outcomes.answered_outcome`."""
+        return cardgenius.check_answer(cards, self.mapped, self.settings.top_n)
 
     def body(self, row: dict[str, Any]) -> dict[str, float]:
         mapping = self.settings.mapping
