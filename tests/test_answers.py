@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from pipeline import schema
 from pipeline.api import cardgenius
+from pipeline.state import answers
 from pipeline.state.answers import RELEASED, AnswerCache, body_keys, find_repeated, read_repeated
 from pipeline.state.store import write_parquet_atomic
 
@@ -53,6 +54,15 @@ def test_rows_share_a_key_exactly_when_they_send_the_same_bytes() -> None:
     assert keys[:2] == [cardgenius.body_key(cardgenius.body_bytes(b)) for b in bodies]
     # The mapping's order does not change the bytes, so not the key either.
     assert body_keys(table(rows), MAPPING[::-1]) == keys
+
+
+def test_a_row_is_sent_as_the_bytes_its_key_was_made_of() -> None:
+    rows = [(2.675, 60.0, 40.0, None), (1.0, 0.0, 0.0, "not a number")]
+    sent = answers.bodies(table(rows), MAPPING)
+    body = {"amazon_spends": 2.67, "flipkart_spends": 100}
+    assert sent == [cardgenius.body_bytes(body), None]
+    assert sent[0] is not None
+    assert body_keys(table(rows), MAPPING) == [cardgenius.body_key(sent[0]), None]
 
 
 def test_repeated_bodies_are_found_by_key_with_their_owner(tmp_path: Path) -> None:

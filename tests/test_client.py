@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.api.cardgenius import rank
+from pipeline.api.cardgenius import body_bytes, rank
 from pipeline.api.client import (
     REFUSALS_IN_A_ROW,
     CardGeniusClient,
@@ -40,6 +40,12 @@ def test_ok_answer_is_the_mock_model(mock_server: MockServer) -> None:
     assert answer.http_status == 200
     assert answer.cards == compute_response(BODY, mock_server.settings)["savings"]
     assert answer.latency_ms > 0
+
+
+def test_a_body_given_as_its_bytes_is_sent_as_they_are(mock_server: MockServer) -> None:
+    client = client_for(mock_server)
+    assert client.call(body_bytes(BODY)).cards == client.call(BODY).cards
+    assert client.call(b'{"amazon_spends":8000}').cards != client.call(BODY).cards
 
 
 def test_what_the_check_makes_of_the_cards_goes_with_the_answer(mock_server: MockServer) -> None:

@@ -67,7 +67,11 @@ def build_body(values: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
 def body_bytes(body: Mapping[str, float]) -> bytes:
     """The exact bytes sent for a body: compact JSON, keys sorted, so that the same body is the
     same bytes whatever the order of the `[request]` mapping."""
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return _BODY_JSON.encode(body).encode()
+
+
+_BODY_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+"""One encoder for every body (`json.dumps` with options makes one per call)."""
 
 
 def body_key(data: bytes) -> int:

@@ -90,7 +90,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 EPOCH_THRESHOLD = 1e9
 """A `Reset` value larger than this is a Unix time, not seconds from now (2001 onwards)."""
-_SPELLINGS = ("RateLimit", "X-RateLimit")
+_QUOTA_HEADERS = tuple(
+    (f"{prefix}-Limit", f"{prefix}-Remaining", f"{prefix}-Reset")
+    for prefix in ("RateLimit", "X-RateLimit")
+)
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,11 @@ class Quota:
 def parse_quota(headers: Mapping[str, str], now_epoch: float) -> Quota | None:
     """The quota from an answer's headers (case-insensitive mapping), or None when they are
     absent or unreadable. `now_epoch`: the wall clock, for a Reset given as a Unix time."""
-    for prefix in _SPELLINGS:
-        raw = [headers.get(f"{prefix}-{name}") for name in ("Limit", "Remaining", "Reset")]
+    for names in _QUOTA_HEADERS:
+        first = headers.get(names[0])
+        if first is None:  # most partners send none: one look-up per spelling
+            continue
+        raw = [first, headers.get(names[1]), headers.get(names[2])]
         if any(value is None for value in raw):
             continue
         try:

@@ -173,11 +173,11 @@ class CardGeniusClient:
             "stream": False,
         }
 
-    def call(self, body: Mapping[str, Any]) -> Answer:
+    def call(self, body: Mapping[str, Any] | bytes) -> Answer:
         """One request; a 401 or 403 refreshes the token and tries once more (not an
         attempt). A fresh token refused too is a transient error, until it happens
         `REFUSALS_IN_A_ROW` times with no answer between: then the key is refused
-        (CredentialsRefused)."""
+        (CredentialsRefused). `body`: the request body, or the bytes `body_bytes` made of it."""
         tokens = self.tokens
         token = tokens.get() if tokens else None
         try:
@@ -214,8 +214,9 @@ class CardGeniusClient:
                 http_status=exc.http_status,
             ) from None
 
-    def _call_once(self, body: Mapping[str, Any], token: str | None) -> Answer:
-        data = body_bytes(body)  # the bytes its key (`cardgenius.body_key`) was made from
+    def _call_once(self, body: Mapping[str, Any] | bytes, token: str | None) -> Answer:
+        # The bytes its key (`cardgenius.body_key`) was made from: given, or made here.
+        data = body if isinstance(body, bytes) else body_bytes(body)
         started = self._clock()
         try:
             response = self._post(data, token)

@@ -18,6 +18,9 @@ from pipeline.run.outcomes import answered_outcome
 from pipeline.run.process import WorkerProcess
 
 Row = dict[str, Any]
+SENT = "_sent"
+"""The field of the bytes a valid row's request sends, made when its shard is read (with its
+body's key): a request does not make them again."""
 
 
 @dataclass
@@ -49,7 +52,7 @@ def make_attempt(
         return attempt
     went, answer = None, None
     try:
-        answer = process.client().call(process.body(row))
+        answer = process.client().call(row.get(SENT) or process.body(row))
         went = Outcome.SUCCESS
     except CallError as exc:
         attempt.error = exc

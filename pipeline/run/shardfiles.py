@@ -17,11 +17,13 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import schema
+from pipeline.api.cardgenius import body_key
+from pipeline.run.attempt import SENT
 from pipeline.run.ledger import BODY, KEY
 from pipeline.run.process import WorkerProcess
 from pipeline.run.reuse import New
 from pipeline.run.stored import Found
-from pipeline.state.answers import RELEASED, body_keys
+from pipeline.state.answers import RELEASED, bodies
 from pipeline.state.store import Checkpoint, read_checkpoint, read_parquet, write_parquet_atomic
 
 Row = dict[str, Any]
@@ -35,8 +37,9 @@ def read_shard(
     table = read_parquet(layout.input_shard(name))
     rows: list[Row] = table.to_pylist()
     if process.repeated or process.reuse is not None:
-        for row, key in zip(rows, body_keys(table, process.settings.mapping), strict=True):
-            row[BODY] = key
+        for row, data in zip(rows, bodies(table, process.settings.mapping), strict=True):
+            key = row[BODY] = None if data is None else body_key(data)
+            row[SENT] = data  # sent as they are: not made again for each request
             if key in process.repeated:  # only bodies that occur more than once are deduped
                 row[KEY] = key
     known: dict[int, Row] = {}

@@ -16,6 +16,7 @@ replaces the older one.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -139,16 +140,34 @@ def pack(outcome: Mapping[str, Any], mapped: Sequence[str], top_n: int) -> bytes
     [http status, cards returned, savings gap, top_n, [card, ...]], each card [id, name,
     joining fees, yearly savings, extra benefits, net savings, [savings per mapped field in
     name order]]. Field names are not stored: the body (so the key) fixes the fields."""
-    fields = sorted(mapped)
     cards = []
-    for k in range(1, top_n + 1):
-        if outcome[f"top{k}_net_savings"] is None:
+    for net, head, savings in _packed_names(tuple(mapped), top_n):
+        if outcome[net] is None:
             break  # fewer ranked cards than top_n
-        head = [outcome[f"top{k}_{name}"] for name in _CARD_COLUMNS]
-        cards.append([*head, [outcome[f"top{k}_{f}_savings"] for f in fields]])
+        cards.append([*[outcome[name] for name in head], [outcome[name] for name in savings]])
     record = [outcome[schema.HTTP_STATUS], outcome["cards_returned"]]
     record += [outcome["best_card_savings_gap"], top_n, cards]
-    return zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 6)
+    return zlib.compress(_COMPACT.encode(record).encode(), 6)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(..., separators=...)` makes an encoder per call; the store packs every answer."""
+
+
+@functools.lru_cache(maxsize=16)
+def _packed_names(
+    mapped: tuple[str, ...], top_n: int
+) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    """Each top-k card's columns as `pack` reads them: its net savings, the card's columns,
+    the savings per mapped field in name order. Made once, not per answer."""
+    return tuple(
+        (
+            f"top{k}_net_savings",
+            tuple(f"top{k}_{name}" for name in _CARD_COLUMNS),
+            tuple(f"top{k}_{f}_savings" for f in sorted(mapped)),
+        )
+        for k in range(1, top_n + 1)
+    )
 
 
 def unpack(packed: bytes, mapped: Sequence[str], top_n: int) -> dict[str, Any] | None:
