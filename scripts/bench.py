@@ -14,9 +14,10 @@ scenario's reference. The machine is shared and noisy: read the ratios, not the 
 numbers. The contenders:
 
 - pipeline: `python -m pipeline run --config C --no-progress`, as a user runs it, with
-  `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false` and an
-  answer store of its own with `max_age = "0"` (answers stored, none reused), so that every
-  contender sends one request per row;
+  `[api] mock = false` and `url` at the benchmark's mock; `dedupe_requests = false`, so that
+  every contender sends one request per row, but for a body repeated from an earlier shard:
+  the answer store is on, as shipped, and new for each run (its own `XDG_CACHE_HOME`), so
+  every run costs what a user's first run costs and none reuses an earlier round's answers;
 - bare loop: scripts/bench/bareloop.py, the same processes x threads of plain `requests`,
   one Session per thread (`trust_env` off), parsing the JSON, nothing else;
 - thread-pool script: scripts/bench/threadpool.py, the single-process script in use today

@@ -29,20 +29,26 @@ def pipeline(
     **tables: dict[str, Any],
 ) -> Contender:
     """`python -m pipeline run` as a user runs it: `--no-progress`, or on a terminal (`pty`).
-    `code`: the `pipeline` package of another checkout (a baseline), not the installed one."""
+    `code`: the `pipeline` package of another checkout (a baseline), not the installed one.
+
+    The answer store is the user's default (`[cache]` as shipped: looked up, filled, answers
+    younger than 35 days reused) in a cache folder of the run's own (`XDG_CACHE_HOME`), so
+    every run pays what a user's first run pays, and none reuses another's answers. A
+    baseline that has no answer store is run the same way."""
 
     def command(folder: Path) -> list[str]:
-        extra = dict(tables)
-        if code is None:  # a baseline may not know the answer store's table
-            # Each run its own store, never the user's, and no reuse: every row is requested.
-            extra.setdefault("cache", {"path": str(folder / "answer-store"), "max_age": "0"})
-        config = data.write_config(folder, input_path, url, **extra)
-        cmd = [sys.executable, "-m", "pipeline", "run", "--config", str(config)]
+        config = data.write_config(folder, input_path, url, **tables)
+        env = [f"XDG_CACHE_HOME={folder / CACHE_HOME}"]
         if code is not None:
-            cmd = ["env", f"PYTHONPATH={code}", *cmd]
+            env.append(f"PYTHONPATH={code}")
+        cmd = ["env", *env, sys.executable, "-m", "pipeline", "run", "--config", str(config)]
         return cmd if pty else [*cmd, "--no-progress"]
 
     return Contender(name, command, pty=pty, ok_codes=ok_codes)
+
+
+CACHE_HOME = "cache-home"
+"""A pipeline run's own cache folder, in its temporary folder: its answer store is new."""
 
 
 def bare(
