@@ -112,6 +112,8 @@ class MockConfig:
     jitter_ms: float = 50.0
     error_rate: float = 0.0
     """Share of requests answered 500."""
+    fail_share: float = 0.0
+    """Share of users (told apart by their request body) answered 500 every time."""
     rate_limit: float = 0.0
     """Requests/s above which the mock answers 429 with Retry-After; 0 = none."""
     limit_kind: str = "sliding"
@@ -396,8 +398,9 @@ def _check(where: str, c: Config, flags: Mapping[str, str]) -> None:
     _check_mock(c.mock, fail)
     if c.mock.cards > 100:
         fail("mock.cards", "must be at most 100")
-    if not 0.0 <= c.mock.error_rate <= 1.0:
-        fail("mock.error_rate", "must be between 0 and 1")
+    for name in ("error_rate", "fail_share"):
+        if not 0.0 <= getattr(c.mock, name) <= 1.0:
+            fail(f"mock.{name}", "must be between 0 and 1")
     if c.retry.backoff_max < c.retry.backoff_initial:
         fail("retry.backoff_max", f"must be at least backoff_initial ({c.retry.backoff_initial})")
     if c.api.auth not in ("none", "partner-token"):

@@ -81,6 +81,7 @@ def test_int_accepted_for_float(tmp_path: Path) -> None:
         ("[processing]\nadaptive = 1\n", "adaptive = 1: must be true or false"),
         ("[mock]\ncards = 101\n", "cards = 101: must be at most 100"),
         ("[mock]\nerror_rate = 1.5\n", "error_rate = 1.5: must be between 0 and 1"),
+        ("[mock]\nfail_share = -0.5\n", "fail_share = -0.5: must be between 0 and 1"),
         ('[api]\nauth = "basic"\n', 'auth = \'basic\': must be "none" or "partner-token"'),
         ('[api]\nmock = false\nurl = "ftp://x"\n', "url = 'ftp://x': must start with http"),
         ("[retry]\nbackoff_initial = 5\nbackoff_max = 1\n", "backoff_max = 1.0: must be at"),

@@ -29,6 +29,7 @@ from pipeline.mockapi import (
     Rule,
     SlidingWindow,
     accepts_gzip,
+    always_fails,
     build_catalogue,
     compute_response,
     field_savings,
@@ -105,6 +106,8 @@ def only_card(body: dict[str, object], settings: MockSettings = FAST) -> dict[st
         ("latency_ms", -1),
         ("jitter_ms", float("nan")),
         ("error_rate", 1.5),
+        ("fail_share", -0.1),
+        ("fail_share", 2),
         ("rate_limit", -0.1),
         ("cards", 0),
         ("cards", 101),
@@ -499,6 +502,20 @@ def test_error_draws_are_seeded(session: requests.Session) -> None:
         with MockServer(settings) as mock:
             runs.append([post(session, mock, PRO, FULL_BODY).status_code for _ in range(20)])
     assert runs[0] == runs[1] and set(runs[0]) == {200, 500}
+
+
+def test_fail_share_fails_the_same_users_every_time(session: requests.Session) -> None:
+    settings = MockSettings(latency_ms=0, jitter_ms=0, fail_share=0.3)
+    bodies = [{**FULL_BODY, "amazon_spends": 1000 + i} for i in range(40)]
+    with MockServer(settings) as mock:
+        runs = [[post(session, mock, PRO, b).status_code for b in bodies] for _ in range(2)]
+    expected = [500 if always_fails(b, settings) else 200 for b in bodies]
+    assert runs[0] == runs[1] == expected
+    assert 4 <= expected.count(500) <= 20  # about 30% of the users, and not all
+    # The same numbers written otherwise (a float, an explicit 0) are the same user.
+    assert always_fails(bodies[0], settings) == always_fails(
+        {**bodies[0], "amazon_spends": 1000.0, "fuel_spends": 0}, settings
+    )
 
 
 def test_latency_uses_the_injected_sleep(session: requests.Session) -> None:

@@ -161,6 +161,28 @@ def test_breaker_opens_holds_requests_and_lets_one_probe_through() -> None:
     assert clock.now == pytest.approx(1003.0)
 
 
+def test_a_failed_probe_of_a_row_that_failed_before_closes_the_breaker() -> None:
+    limiter, clock, _ = make(rate=0.0, in_flight=8)
+    for fresh in (True,) * 4 + (False,) * 9 + (True,):
+        clock.now += 0.1
+        # Rows that failed before leave it as it is; the fifth fresh failure opens it.
+        assert limiter.outage_seconds() == 0.0
+        permit = limiter.acquire(fresh)
+        assert permit is not None and permit.fresh == fresh and not permit.probe
+        limiter.release(permit, Outcome.TRANSIENT)
+    opened = clock.now
+    clock.now += 0.5
+    assert limiter.outage_seconds() == pytest.approx(0.5)
+    probe = limiter.acquire(fresh=False)  # no fresh row waits: this row probes
+    assert probe is not None and probe.probe and not probe.fresh
+    assert clock.now == pytest.approx(opened + 1.0)
+    limiter.release(probe, Outcome.TRANSIENT)
+    assert limiter.outage_seconds() == 0.0  # closed: the failure was the row's own
+    permit = limiter.acquire(fresh=False)
+    assert permit is not None and not permit.probe
+    assert clock.now == pytest.approx(opened + 1.0)
+
+
 def test_429_and_permanent_errors_do_not_trip_the_breaker() -> None:
     limiter, _, _ = make(rate=0.0)
     for _ in range(20):

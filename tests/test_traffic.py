@@ -5,6 +5,7 @@ scripts/bench.py; these tests check the behaviour with margins that do not flake
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from support import (
 )
 
 from pipeline.cli import main
-from pipeline.mockapi import MockServer, MockSettings, Rule
+from pipeline.mockapi import MockServer, MockSettings, Rule, always_fails
 
 
 def run(tmp_path: Path, server: MockServer, rows: int, **sections: dict[str, object]) -> int:
@@ -287,3 +288,34 @@ def test_the_answer_a_twin_gets_replaces_the_release_for_later_twins(tmp_path: P
     assert rows["X00000"]["status"] == "failed"
     assert rows["X00030"]["attempts"] == 1 and rows["X00030"]["status"] in ("ok", "no_cards")
     assert rows["X00060"]["attempts"] == 0 and rows["X00060"]["status"] == rows["X00030"]["status"]
+
+
+def test_users_the_partner_always_fails_end_failed_not_as_an_outage(tmp_path: Path) -> None:
+    """The embedded mock answers 500 to a tenth of the users, every time, and everyone else
+    at once. Those rows end `failed` after their attempts (exit 1) within seconds, and so
+    does `rerun-failed`, which has only them to ask (the breaker opens on them then): neither
+    waits out give_up_after to stop with exit 3 and the rows still pending."""
+    users = make_users(120, seed=3)
+    source = write_csv(tmp_path / "users.csv", users)
+    settings = MockSettings(fail_share=0.1)
+    bad = {u["user_id"] for u in users if always_fails(body_of(u), settings)}
+    assert 8 <= len(bad) <= 20  # more than the breaker's threshold, fewer than the rest
+    config = write_config(
+        tmp_path,
+        source,
+        # Off: the pacer's answer to bursts of 5xx is not what this test is about.
+        processing={"processes": 2, "max_workers": 6, "shard_size": 30, "adaptive": False},
+        retry={"max_attempts": 3, "give_up_after": 20.0},
+        mock={"fail_share": 0.1},
+        cache={"max_age": "0"},
+    )
+    for command in ("run", "rerun-failed"):
+        started = time.monotonic()
+        code = main([command, "--config", str(config), "--no-progress", "--no-merge"])
+        took = time.monotonic() - started
+        assert (command, code) == (command, 1)
+        assert took < 20.0  # not give_up_after: a few seconds
+        rows = results(tmp_path / "out").to_pylist()
+        assert {r["user_id"] for r in rows if r["status"] == "failed"} == bad
+        assert all(r["attempts"] == 3 for r in rows if r["status"] == "failed")
+        assert all(r["status"] in ("ok", "no_cards") for r in rows if r["user_id"] not in bad)

@@ -47,6 +47,7 @@ def mock_settings(config: Config) -> Any:
         latency_ms=m.latency_ms,
         jitter_ms=m.jitter_ms,
         error_rate=m.error_rate,
+        fail_share=m.fail_share,
         rate_limit=m.rate_limit,
         limit_kind=m.limit_kind,
         limit_window_s=m.limit_window,

@@ -6,9 +6,9 @@ control routes, `GET /_mock/stats` and `POST /_mock/reset`, so a benchmark can r
 of a mock running in another process.
 
 An answer is a pure function of the request body and `MockSettings`: `compute_response` tells a
-test what the server will send. Faults are scripted (`Rule`), seeded (`error_rate`, jitter) or
-driven by the injected clock (`rate_limit` and its schedule, token expiry), so tests stay
-deterministic.
+test what the server will send. Faults are scripted (`Rule`), seeded (`error_rate`,
+`fail_share`, jitter) or driven by the injected clock (`rate_limit` and its schedule, token
+expiry), so tests stay deterministic.
 
 The modules, from data to socket:
 
@@ -55,7 +55,7 @@ from pipeline.mockapi.handler import accepts_gzip
 from pipeline.mockapi.process import MockProcess, serve, start_mock_process
 from pipeline.mockapi.render import compute_response, render_response
 from pipeline.mockapi.scoring import field_savings, monthly_value, validate_body
-from pipeline.mockapi.server import MockServer
+from pipeline.mockapi.server import MockServer, always_fails
 from pipeline.mockapi.settings import MAX_CARDS, MockSettings, Rule
 
 __all__ = [
@@ -80,6 +80,7 @@ __all__ = [
     "TokenBucket",
     "Verdict",
     "accepts_gzip",
+    "always_fails",
     "build_catalogue",
     "compute_response",
     "field_savings",

@@ -8,6 +8,8 @@ gateway, error bodies) plus the control routes `GET /_mock/stats` and `POST /_mo
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import random
 import threading
 import time
@@ -42,6 +44,18 @@ from pipeline.mockapi.settings import MockSettings, Rule
 from pipeline.mockapi.state import _RuleBook, _Stats, _Tokens
 
 _Route = Callable[[bytes, "str | None"], _Reply]
+
+
+def always_fails(body: object, settings: MockSettings) -> bool:
+    """True for the `fail_share` of request bodies that the mock answers 500 every time: a
+    pure function of the body's numbers and `seed`, so a test knows which users they are."""
+    if not isinstance(body, dict):
+        return False
+    # The nonzero numbers only, as floats: 1200 and 1200.0, an absent field and a 0, are alike.
+    spends = sorted((k, float(v)) for k, v in body.items() if isinstance(v, int | float) and v)
+    text = json.dumps(spends)
+    digest = hashlib.blake2b(f"{settings.seed}:{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < settings.fail_share * 2.0**64
 
 
 class MockServer:
@@ -201,7 +215,8 @@ class MockServer:
 
     def _calculate(self, body: bytes, token: str | None, *, beta: bool, partner: bool) -> _Reply:
         """The order of checks: scripted rule, rate limit and token (answered at once, as a
-        gateway would), then the latency wait, the random 500, the body, the answer."""
+        gateway would), then the latency wait, the random 500, the users that always fail,
+        the body, the answer."""
         arrival = self._clock()
         self._stats.arrival(arrival)
         parsed = _parse_json(body)
@@ -218,6 +233,8 @@ class MockServer:
             return _json_reply(401, {"status": "error", "message": "Token expired"})
         self._wait()
         if self.settings.error_rate and self._error_rng.random() < self.settings.error_rate:
+            return _error_reply(500, "Internal error", "CALC_500")
+        if self.settings.fail_share and always_fails(parsed, self.settings):
             return _error_reply(500, "Internal error", "CALC_500")
         reason = (
             "the request body is not valid JSON" if parsed is _NOT_JSON else validate_body(parsed)

@@ -26,6 +26,9 @@ class MockSettings:
     """Uniform spread around `latency_ms`, +- milliseconds; a wait never goes below 0."""
     error_rate: float = 0.0
     """Share (0..1) of calculate requests answered 500, drawn from an RNG seeded by `seed`."""
+    fail_share: float = 0.0
+    """Share (0..1) of users answered 500 every time: a request whose body hashes (with `seed`)
+    below it, as a partner that breaks on some users' data while it answers everyone else."""
     rate_limit: float = 0.0
     """Calculate requests per second above which the mock answers 429; 0 = no limit."""
     limit_kind: str = "sliding"
@@ -58,11 +61,12 @@ class MockSettings:
         _check_number("jitter_ms", self.jitter_ms, "must be a number >= 0")
         _check_number("rate_limit", self.rate_limit, "must be a number >= 0 (0 = no limit)")
         _check_number("token_ttl_s", self.token_ttl_s, "must be a number > 0", positive=True)
-        _check_number("error_rate", self.error_rate, "must be between 0 and 1")
-        if self.error_rate > 1:
-            raise ValueError(
-                f"MockSettings.error_rate ({self.error_rate!r}) must be between 0 and 1"
-            )
+        for name in ("error_rate", "fail_share"):
+            _check_number(name, getattr(self, name), "must be between 0 and 1")
+            if getattr(self, name) > 1:
+                raise ValueError(
+                    f"MockSettings.{name} ({getattr(self, name)!r}) must be between 0 and 1"
+                )
         self._check_limit()
         if _not_int(self.cards) or not 1 <= self.cards <= MAX_CARDS:
             raise ValueError(f"MockSettings.cards ({self.cards!r}) must be an integer 1..100")

@@ -40,13 +40,14 @@ class Attempt:
 
 
 def make_attempt(
-    process: WorkerProcess, row: Row, attempts: int, columns: Sequence[str]
+    process: WorkerProcess, row: Row, attempts: int, columns: Sequence[str], *, fresh: bool = True
 ) -> Attempt:
     """Wait for the limiter and make one call for `row` (`attempts` made before this one);
-    `columns`: the input row's columns its outcome keeps."""
+    `columns`: the input row's columns its outcome keeps; `fresh`: the row has not failed yet
+    in this run (only such rows' failures can show the breaker an outage)."""
     attempt = Attempt(row, attempts + 1)
     limiter = process.limiter
-    permit = None if process.stop.is_set() else limiter.acquire()
+    permit = None if process.stop.is_set() else limiter.acquire(fresh)
     if permit is None:
         attempt.stopped = True
         return attempt

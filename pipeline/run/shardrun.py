@@ -62,6 +62,8 @@ class ShardRun:
         self.retries = RetrySchedule(clock)
         self.in_pool = 0
         """Rows taken by a lane and not yet recorded."""
+        self.failed_before: set[int] = set()
+        """Rows (their numbers) that have failed in this run: no longer fresh (breaker.py)."""
         self.lanes = 0
         self.target = 0
         """Lanes wanted: the process's share of the in-flight slots (set by the shard's thread)."""
@@ -156,7 +158,10 @@ class ShardRun:
             with self.cond:
                 work = self._next()
             while work is not None:
-                attempt = make_attempt(self.process, *work, self.ledger.columns)
+                row, attempts, fresh = work
+                attempt = make_attempt(
+                    self.process, row, attempts, self.ledger.columns, fresh=fresh
+                )
                 with self.cond:  # once per request: record this one, take the next
                     self.in_pool -= 1
                     if self._handle(attempt) or self.in_pool == 0:
@@ -173,9 +178,9 @@ class ShardRun:
                 self.lanes -= 1
                 self.cond.notify_all()
 
-    def _next(self) -> tuple[Row, int] | None:
-        """The next row for a lane (under the lock), with its attempts so far; None when the
-        lane should end."""
+    def _next(self) -> tuple[Row, int, bool] | None:
+        """The next row for a lane (under the lock), with its attempts so far and whether it
+        is fresh (has not failed yet in this run); None when the lane should end."""
         stop, ready, retries = self.process.stop, self.ready, self.retries
         while self.lanes <= self.target and not stop.is_set():
             if retries:
@@ -185,7 +190,7 @@ class ShardRun:
                 if attempts == 0 and self.ledger.by_copy(row):
                     continue
                 self.in_pool += 1
-                return row, attempts
+                return row, attempts, row[schema.ROW] not in self.failed_before
             if not self._work_left():
                 return None
             self.cond.wait(retries.wait_time(EVENT_SECONDS))
@@ -210,6 +215,7 @@ class ShardRun:
         error = a.error
         assert error is not None
         self.tally.error(error.kind.value)
+        self.failed_before.add(a.row[schema.ROW])
         policy, limiter = self.process.settings.policy, self.process.limiter
         if isinstance(error, CredentialsRefused):
             self._refuse(f"the API refused the credentials: {error.message}")

@@ -203,8 +203,8 @@ class AccountedLimiter(Limiter):
         self._held = held
         self._held_lock = threading.Lock()  # the process's request threads share `held`
 
-    def acquire(self) -> Permit | None:
-        permit = super().acquire()
+    def acquire(self, fresh: bool = True) -> Permit | None:
+        permit = super().acquire(fresh)
         if permit is not None:
             with self._held_lock:
                 self._held[HELD_SLOTS] += 1

@@ -64,9 +64,11 @@ CROWDED = 0.5
 class Permit:
     probe: bool = False
     """This request is the breaker's probe: its outcome decides whether the outage is over."""
+    fresh: bool = True
+    """The request is for a row that has not failed yet in this run (breaker.py)."""
 
 
-_SEND = Permit()
+_SEND, _SEND_AGAIN = Permit(), Permit(fresh=False)
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,14 @@ class Limiter(SharedHandle):
         super().__init__(shared, clock)
         self._stop = stop
 
-    def acquire(self) -> Permit | None:
-        """Block until a request may start; None when the run is stopping."""
+    def acquire(self, fresh: bool = True) -> Permit | None:
+        """Block until a request may start; None when the run is stopping. `fresh`: the
+        request is for a row that has not failed yet in this run."""
         shared = self._shared
         while not shared.slots.acquire(timeout=0.5):
             if self._stop.is_set():
                 return None
-        permit = self._admit()
+        permit = self._admit(fresh)
         if permit is None:
             shared.slots.release()
             return None
@@ -155,20 +158,31 @@ class Limiter(SharedHandle):
                 return False
         return True
 
-    def _admit(self) -> Permit | None:
+    def _admit(self, fresh: bool) -> Permit | None:
         """Wait while the breaker is open and it is not this request's turn to probe."""
         shared = self._shared
         if shared.breaker_closed():  # admitting changes nothing, so no lock
-            return _SEND
-        while True:
+            return _SEND if fresh else _SEND_AGAIN
+        with shared.lock:
+            shared.fresh_waiting.value += fresh
+        try:
+            while True:
+                with shared.lock:
+                    now = self._clock()
+                    state, verdict, until = shared.breaker.admit(
+                        shared.breaker_state(),
+                        now,
+                        fresh=fresh,
+                        fresh_waiting=shared.fresh_waiting.value,
+                    )
+                    shared.store_breaker(state)
+                if verdict != WAIT:
+                    return Permit(probe=verdict == PROBE, fresh=fresh)
+                if self._stop.wait(max(0.0, min(until - now, 0.5))):
+                    return None
+        finally:
             with shared.lock:
-                now = self._clock()
-                state, verdict, until = shared.breaker.admit(shared.breaker_state(), now)
-                shared.store_breaker(state)
-            if verdict != WAIT:
-                return Permit(probe=verdict == PROBE)
-            if self._stop.wait(max(0.0, min(until - now, 0.5))):
-                return None
+                shared.fresh_waiting.value -= fresh
 
     def book(self) -> Booking:
         """When this request may start (after any pause, at its place in the rate's schedule),
@@ -215,7 +229,9 @@ class Limiter(SharedHandle):
                 if success:
                     state = shared.breaker.success(state)
                 else:
-                    state = shared.breaker.failure(state, self._clock(), probe=permit.probe)
+                    state = shared.breaker.failure(
+                        state, self._clock(), probe=permit.probe, fresh=permit.fresh
+                    )
                 shared.store_breaker(state)
         shared.slots.release()
 

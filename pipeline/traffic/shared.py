@@ -51,6 +51,8 @@ class SharedLimits:
         """Seconds of run-wide pauses so far, the one in force counted whole."""
         self.held = ctx.Value("b", 0, lock=False)
         self.breaker_values = ctx.Array("d", 5, lock=False)
+        self.fresh_waiting = ctx.Value("i", 0, lock=False)
+        """Requests of rows that have not failed yet, waiting for the open breaker."""
         self.lock = ctx.Lock()
         self.slots = ctx.BoundedSemaphore(in_flight)
         self.capacity = in_flight
