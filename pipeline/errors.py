@@ -58,8 +58,21 @@ class LocalError(PipelineError):
     exit_code = EXIT_LOCAL
 
 
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+TOO_LARGE = "the file is too large for the file size limit (ulimit -f) or the file system"
+TOO_LARGE_TODO = "raise the limit or free some space"
+"""EFBIG: a write past the process's RLIMIT_FSIZE (Python ignores SIGXFSZ, so the write
+fails instead of killing the process) or past the largest file the file system holds."""
+
+
+def file_size_limited() -> bool:
+    """True when this process may not write files past some size (`ulimit -f`)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
 
 
 def local_error(exc: OSError, path: object = None) -> LocalError:
@@ -67,6 +80,8 @@ def local_error(exc: OSError, path: object = None) -> LocalError:
     where = path or exc.filename or "a file of the run"
     if exc.errno in _FULL:
         what, todo = "the disk is full", "free some space"
+    elif exc.errno == errno.EFBIG:
+        what, todo = TOO_LARGE, TOO_LARGE_TODO
     elif exc.errno in _DENIED:
         what, todo = "permission denied", "make it writable"
     else:

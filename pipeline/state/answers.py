@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from pipeline import schema
 from pipeline.api import cardgenius
-from pipeline.errors import LocalError
+from pipeline.errors import TOO_LARGE, TOO_LARGE_TODO, LocalError, file_size_limited
 from pipeline.state.store import RunLayout, read_parquet, write_parquet_atomic
 
 if TYPE_CHECKING:
@@ -128,14 +128,18 @@ def read_repeated(path: Path) -> dict[int, tuple[int, int] | None]:
 
 
 @contextlib.contextmanager
-def _guarded(path: Path) -> Iterator[None]:
-    """SQLite's errors as one line that names the store and says what to do."""
+def guarded(path: Path) -> Iterator[None]:
+    """SQLite's errors as one line that names the store and says what to do (this store and
+    the answer store kept across runs)."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
         text = str(exc)
         if "full" in text:
             todo = "the disk is full; free some space"
+        elif "disk I/O error" in text and file_size_limited():
+            # SQLite reports a write refused for the size limit (EFBIG) as an I/O error.
+            todo = f"{TOO_LARGE}; {TOO_LARGE_TODO}"
         elif "not a database" in text or "malformed" in text:
             todo = (
                 "it is damaged; delete it (it only saves requests: finished rows are in the "
@@ -152,7 +156,7 @@ class AnswerCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        with _guarded(path):
+        with guarded(path):
             self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA synchronous=NORMAL")
 
@@ -161,7 +165,7 @@ class AnswerCache:
         """Make the store once, in the coordinator, before any worker opens it: switching a
         database to WAL needs it to itself, so workers starting together must not race to."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _guarded(path):
+        with guarded(path):
             db = sqlite3.connect(path, timeout=30.0)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -182,7 +186,7 @@ class AnswerCache:
         for start in range(0, len(keys), 500):  # SQLite's limit on variables, with room
             chunk = [cardgenius.key_text(k) for k in keys[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            with self._lock, _guarded(self.path):
+            with self._lock, guarded(self.path):
                 rows = self._db.execute(
                     f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk
                 ).fetchall()
@@ -198,7 +202,7 @@ class AnswerCache:
             (cardgenius.key_text(key), json.dumps(value, allow_nan=False))
             for key, value in answers.items()
         ]
-        with self._lock, _guarded(self.path):
+        with self._lock, guarded(self.path):
             self._db.executemany(
                 "INSERT INTO answers VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                 "SET answer = excluded.answer WHERE answers.answer = ?",

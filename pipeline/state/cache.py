@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline import schema
 from pipeline.errors import ConfigError
+from pipeline.state.answers import guarded
 
 STORE_FILE = "answers.sqlite"
 _CHUNK = 500  # keys per query: SQLite's limit on variables, with room
@@ -84,12 +85,14 @@ class AnswerStore:
         self, path: Path, identity: str, *, clock: Callable[[], float] = time.time
     ) -> None:
         self._lock = threading.Lock()
-        self._db = open_db(path)
+        self._path = path
         self._clock = clock
-        self._db.execute("INSERT OR IGNORE INTO endpoints (identity) VALUES (?)", (identity,))
-        self._db.commit()
-        row = self._db.execute("SELECT id FROM endpoints WHERE identity = ?", (identity,))
-        self._endpoint = int(row.fetchone()[0])
+        with guarded(path):
+            self._db = open_db(path)
+            self._db.execute("INSERT OR IGNORE INTO endpoints (identity) VALUES (?)", (identity,))
+            self._db.commit()
+            row = self._db.execute("SELECT id FROM endpoints WHERE identity = ?", (identity,))
+            self._endpoint = int(row.fetchone()[0])
 
     def get_many(self, keys: Sequence[int], max_age: float) -> dict[int, Stored]:
         """The answers among `keys` fetched less than `max_age` seconds ago (0: none)."""
@@ -108,7 +111,7 @@ class AnswerStore:
         for start in range(0, len(keys), _CHUNK):
             chunk = [k.to_bytes(16, "big") for k in keys[start : start + _CHUNK]]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
+            with self._lock, guarded(self._path):
                 found += self._db.execute(
                     f"SELECT {columns} FROM answers WHERE endpoint = ? AND answered_at >= ? "
                     f"AND key IN ({marks})",
@@ -123,7 +126,7 @@ class AnswerStore:
         ]
         if not rows:
             return
-        with self._lock:
+        with self._lock, guarded(self._path):
             self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)", rows)
             self._db.commit()
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import RunStateError
+from pipeline.errors import RunStateError, local_error
 from pipeline.state.folder import make_folder
 from pipeline.state.store import RunLayout
 from pipeline.state.upkeep import remove_leftovers
@@ -70,10 +70,16 @@ class RunLock:
             handle.close()
             self.release()
             raise _in_use(layout, None, text) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        except OSError as exc:  # a full disk, a file size limit: name the file
+            with contextlib.suppress(OSError):  # closing flushes the refused line again
+                handle.close()
+            self.release()
+            raise local_error(exc, layout.lock_file) from None
         self._handle = handle
         st = os.fstat(handle.fileno())
         self._inode = (st.st_dev, st.st_ino)

@@ -167,6 +167,12 @@ class _QuietFileHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         pass
 
+    def close(self) -> None:
+        # Closing flushes what the disk refused before: that error would replace the one
+        # that stopped the command (and lose the path it names).
+        with contextlib.suppress(OSError):
+            super().close()
+
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
