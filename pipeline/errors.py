@@ -97,6 +97,12 @@ def worker_failure(shard: str, exc: BaseException) -> PipelineError:
         return exc
     if isinstance(exc, OSError):
         return local_error(exc)
+    if isinstance(exc, MemoryError) or "can't start new thread" in str(exc):
+        return LocalError(
+            f"shard {shard}: a worker process ran out of memory ({type(exc).__name__}: {exc}); "
+            "finished rows are saved: free some memory, or lower [processing] processes or "
+            "max_workers, then run the same command again"
+        )
     return LocalError(f"shard {shard}: a worker failed: {type(exc).__name__}: {exc}")
 
 

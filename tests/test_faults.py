@@ -18,7 +18,7 @@ from test_durability import WORKERS, check_workbook, quiet_within, wait_for
 from test_durability import setup_run as setup
 
 from pipeline.mockapi import MockServer, MockSettings
-from pipeline.run.worker import DIES_ON_ENV
+from pipeline.run.worker import DIES_ON_ENV, MEMORY_ENV
 
 
 def start(config: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -104,6 +104,28 @@ def test_a_shard_that_keeps_killing_its_worker_stops_the_run_with_exit_5(
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert server.stats()["calculate"] == unique_bodies(users)
+    check_workbook(tmp_path / "out", users)
+
+
+def test_a_worker_out_of_memory_stops_the_run_in_order_with_exit_5(
+    tmp_path: Path, slow_server: MockServer
+) -> None:
+    """The process given shard 1 (its first: it builds its threads and reads the shard) may
+    take no more memory: one line naming the shard, exit 5, no traceback, no hang; the other
+    process's rows are saved, and the rerun asks only what was not."""
+    server = slow_server
+    config, users = setup(tmp_path, server)
+    proc = start(config, env={MEMORY_ENV: "shard-00001.parquet"})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: shard shard-00001.parquet: a worker process ran out of memory")
+    assert "Traceback" not in err
+    rerun = start(config)
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    # Asked again: at most the rows in flight and one unsaved batch per process.
+    assert server.stats()["calculate"] - unique_bodies(users) <= WORKERS + 2 * 50
     check_workbook(tmp_path / "out", users)
 
 

@@ -38,6 +38,10 @@ DIES_ON_ENV = "PIPELINE_TEST_WORKER_DIES_ON"
 """Test hook, for the tests of worker replacement only: a worker process given the shard of
 this name kills itself with SIGKILL before running it, as the OOM killer would; "start":
 every worker process does so as it starts."""
+MEMORY_ENV = "PIPELINE_TEST_WORKER_MEMORY"
+"""Test hook, for the tests of a worker out of memory only: a worker process given the shard
+of this name may not take more address space than it holds then (RLIMIT_AS), as on a machine
+whose memory is used up: its next allocation from the system fails (MemoryError)."""
 HELD_SLOTS, HELD_SHARD = 0, 1
 """Indexes into a process's `held` array: request slots it holds, 1 while it runs a shard."""
 
@@ -81,12 +85,28 @@ def serve(
         settings, task = message
         if os.environ.get(DIES_ON_ENV) == task.name:
             os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get(MEMORY_ENV) == task.name:
+            _no_more_memory()
         try:
             reply: tuple[bool, object] = (True, run_shard(settings, task))
         except BaseException as exc:  # the coordinator decides; this process carries on
             reply = (False, _picklable(exc))
-        conn.send(reply)
-        events.put(None)  # wakes the coordinator's loop
+        try:
+            conn.send(reply)
+            events.put(None)  # wakes the coordinator's loop
+        except BaseException:
+            # Out of memory (no thread for the queue, no bytes to pickle), or the coordinator
+            # gone: end without a traceback. The coordinator sees the reply or the death and
+            # says what it means, in one line.
+            os._exit(1)
+
+
+def _no_more_memory() -> None:
+    import resource
+
+    with open("/proc/self/statm") as statm:  # the address space, in pages
+        held = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (held, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def _picklable(exc: BaseException) -> BaseException:
@@ -95,7 +115,8 @@ def _picklable(exc: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        kind = MemoryError if isinstance(exc, MemoryError) else RuntimeError
+        return kind(f"{type(exc).__name__}: {exc}")
     return exc
 
 
