@@ -100,10 +100,23 @@ def test_cut_is_to_what_was_served_not_a_fixed_fraction() -> None:
     assert rate == pytest.approx(CUT * pacer.limit) and 70 <= pacer.limit <= 76
     # The 429s of requests already on their way change nothing for COOLDOWN.
     assert pacer.update(Feedback(now=2.2 + COOLDOWN / 2, ok_total=165, throttled_total=80)) == rate
-    # 429s after it: the cut was not deep enough; the next goes from what was served since
-    # the cut (60 a second), not over the last second, most of it at the old rate.
+    # Many 429s after it: the cut was not deep enough; the next goes from what was served
+    # since the cut (60 a second), not over the last second, most of it at the old rate.
     rate = pacer.update(Feedback(now=2.8, ok_total=196, throttled_total=90))
     assert pacer.limit == pytest.approx(60.0) and rate == pytest.approx(CUT * 60.0)
+
+
+def test_a_few_429s_after_a_cut_do_not_take_the_limit_down_with_them() -> None:
+    # A sliding window still holds the overshoot before the cut: for up to a second it
+    # refuses a request now and then, and serves less than its limit meanwhile. Measured
+    # since the cut that would be a limit far too low (seen: 40 a second against 60, for 4 s).
+    pacer = Pacer(PacerPolicy(), now=0.0)
+    for step in range(1, 11):  # 2 s at 60 served a second
+        pacer.update(Feedback(now=step * 0.2, ok_total=12 * step))
+    pacer.update(Feedback(now=2.2, ok_total=132, throttled_total=10))
+    assert pacer.limit == pytest.approx(60.0)
+    rate = pacer.update(Feedback(now=2.8, ok_total=153, throttled_total=12))  # 35 a second
+    assert pacer.limit >= 55.0 and rate >= CUT * 55.0
     assert Pacer(PacerPolicy(), 0.0).update(Feedback(now=1.0, throttled_total=3)) == START_RATE
     low = Pacer(PacerPolicy(ceiling=50.0), 0.0)
     low.update(Feedback(now=1.0, ok_total=0))

@@ -15,14 +15,17 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
    without a limit is never touched; one with a limit sees a few dozen 429s, not a flood.
    A partner that states its quota in headers is taken at its word at once.
 2. **Cut to what was served.** On new 429s, the partner's limit is taken to be what it
-   served (successes only) over the last `SERVED_SPAN` seconds, or since the last cut if that
-   is more recent, and the rate is set to `CUT` x that: just under the partner's real limit,
-   whatever the overshoot was. That figure is remembered as `limit`. The shared limiter
-   spaces the requests at the new rate at once (limiter.py), so the 429s of the old rate end
-   with the answers on their way: for `COOLDOWN` after a cut further 429s are theirs. 429s
-   after that mean the cut was not deep enough (a token bucket's burst, spent, had swelled
-   what was served; or the limit has just dropped, 80 -> 30): the next cut goes from what
-   the partner served since the last one, the rate it allows now.
+   served (successes only) over the last `SERVED_SPAN` seconds, and the rate is set to `CUT`
+   x that: just under the partner's real limit, whatever the overshoot was. That figure is
+   remembered as `limit`. The shared limiter spaces the requests at the new rate at once
+   (limiter.py), so the 429s of the old rate end with the answers on their way: for
+   `COOLDOWN` after a cut further 429s are theirs. 429s that make `HEAVY` of the answers
+   since a cut less than `SERVED_SPAN` ago mean it was not deep enough (the limit has just
+   dropped, 80 -> 30; or a token bucket's spent burst had swelled what was served): the
+   next cut goes from what the partner served since the last one, the rate it allows now.
+   Fewer are a window still holding the overshoot before the cut (a sliding window refuses
+   now and then for up to a second, and serves less meanwhile): the next cut goes from the
+   last second's figure, as the first did.
 3. **Climb fast when far, slowly when near, faster again the longer all is clean.** Without
    new 429s: below `(1 - NEAR)` x `limit` (after an overload cut, say) the rate closes
    `FAR_GAIN` of the gap per second; from there on it grows by `NEAR_GROWTH` of itself per
@@ -63,6 +66,7 @@ UNBOUND = 2.0  # a slow start runs at most this many times ahead of what is serv
 SERVED_SPAN = 1.0  # seconds of successes that measure the partner's limit
 CUT = 0.97  # share of the served rate to hold after 429s
 COOLDOWN = 0.4  # seconds after a cut in which further 429s are those of the old rate
+HEAVY = 0.25  # share of 429s since a recent cut that means it was not deep enough
 NEAR = 0.05  # within this share below the limit, climb slowly
 FAR_GAIN = 2.0  # share of the gap to the limit closed per second when far below it
 NEAR_GROWTH = 0.05  # share of the rate added per second near the limit, just after a cut
@@ -112,6 +116,8 @@ class Pacer:
         self.throttled = 0
         self.history: deque[tuple[float, int]] = deque([(now, 0)])
         self.cuts = 0
+        self.at_cut = (-SERVED_SPAN, 0, 0)
+        """When the last cut was (active time), and the successes and 429s so far then."""
         self.best_median: float | None = None
         self.slow_updates = 0
 
@@ -146,7 +152,8 @@ class Pacer:
         if now < self.quiet_until:
             return self.rate
         if new_429s > 0 or overload is not None:
-            self._cut(now, 1.0 if overload is None else overload, throttled=new_429s > 0)
+            factor = 1.0 if overload is None else overload
+            self._cut(now, factor, f if new_429s > 0 else None)
         elif self.ramping:
             doubling = REPROBE_DOUBLING if self.limit > 0 else RAMP_DOUBLING
             self.rate *= 2.0 ** (elapsed / doubling)
@@ -164,21 +171,43 @@ class Pacer:
         while len(self.history) > 2 and self.history[1][0] <= now - SERVED_SPAN:
             self.history.popleft()
 
-    def _cut(self, now: float, factor: float, *, throttled: bool) -> None:
+    def _cut(self, now: float, factor: float, throttled: Feedback | None) -> None:
+        """Cut to `factor` x what was served (`throttled`: the feedback with new 429s; then
+        `CUT` x what the partner allows, which becomes `limit`)."""
         served = self.served(now)
+        if throttled is not None:
+            served = self._allowed(now, throttled, served)
         if served <= 0:
             return  # nothing was served: no figure to go from; the rate stays
-        if throttled:
+        if throttled is not None:
             self.limit = served
-        self.rate = max(MIN_RATE, served * (CUT if throttled else factor))
+        self.rate = max(MIN_RATE, served * (CUT if throttled is not None else factor))
         if self.policy.ceiling > 0:
             self.rate = min(self.rate, self.policy.ceiling)
         self.ramping = False
         self.quiet_until = self.last = now + COOLDOWN
         self.cuts += 1
-        # What was served before the cut says nothing of what the partner allows at the new
-        # rate: should 429s keep coming, the next cut goes from what it served since.
-        self.history = deque([self.history[-1]])
+        self.at_cut = (
+            (now, throttled.ok_total, throttled.throttled_total)
+            if throttled
+            else (
+                now,
+                self.history[-1][1],
+                self.throttled,
+            )
+        )
+
+    def _allowed(self, now: float, f: Feedback, served: float) -> float:
+        """What the partner allows now, requests/s: what it served over the last second; but
+        when 429s make `HEAVY` of the answers since a cut less than a second ago, what it
+        served since that cut, the most of that second having been at a rate it no longer
+        takes (its limit dropped, or a bucket's burst had swelled the figure). A few 429s
+        after a cut are a window still holding the overshoot before it: no news."""
+        at, ok, refused = self.at_cut
+        if now - at >= SERVED_SPAN:
+            return served
+        got, refused = f.ok_total - ok, f.throttled_total - refused
+        return got / max(now - at, 0.2) if refused >= HEAVY * (got + refused) else served
 
     def _climb(self, now: float, elapsed: float) -> None:
         limit, ceiling = self.limit or self.rate, self.policy.ceiling
