@@ -95,7 +95,8 @@ def _cache_stats(args: argparse.Namespace) -> int:
 
 
 def _cache_prune(args: argparse.Namespace) -> int:
-    from pipeline.config import cache_dir, parse_age
+    from pipeline.config import cache_dir
+    from pipeline.configrules import parse_age
     from pipeline.state.cache import STORE_FILE, prune
 
     config: Config = args.load(args)

@@ -13,7 +13,8 @@ from support import write_config, write_csv
 from pipeline import schema
 from pipeline.api.cardgenius import derive
 from pipeline.cli import main
-from pipeline.config import ConfigError, build_config, parse_age
+from pipeline.config import ConfigError, build_config
+from pipeline.configrules import parse_age
 from pipeline.mockapi import MockSettings, compute_response
 from pipeline.state.cache import STORE_FILE, AnswerStore, Stored, pack, prune, store_stats, unpack
 

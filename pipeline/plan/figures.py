@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from pipeline.api import cardgenius
 from pipeline.api.endpoint import identity_text
-from pipeline.config import Config, MockConfig, cache_dir, parse_age
+from pipeline.config import Config, MockConfig, cache_dir
+from pipeline.configrules import parse_age
 from pipeline.errors import ConfigError
 
 # The reader and row checker of a run, so that plan cleans and rejects exactly as a run does.

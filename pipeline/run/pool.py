@@ -29,7 +29,8 @@ from typing import Any
 from pipeline import interrupts
 from pipeline.api.client import Endpoint
 from pipeline.api.endpoint import identity_text
-from pipeline.config import Config, cache_dir, parse_age
+from pipeline.config import Config, cache_dir
+from pipeline.configrules import parse_age
 from pipeline.errors import EXIT_INTERRUPTED, LocalError, PipelineError, worker_failure
 from pipeline.run.group import Done, Group, ProcessGroup, ThreadGroup
 from pipeline.run.reuse import REUSE, CacheSettings
