@@ -1,6 +1,6 @@
 """The `pipeline` command: parse, call one library function, map errors to exit codes.
 
-The commands themselves, their flags and what each does, are in commands.py.
+The commands themselves, their flags and what each does, are in commands/, by family.
 
 `main(argv) -> int` is what the tests call, in-process: it leaves the interpreter as it found
 it (its log set-up lasts while the command runs). `entry()`, the console script and `python -m

@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from pipeline.config import Config
+from pipeline.commands.args import Subparsers, config_of
 from pipeline.errors import EXIT_OK, PipelineError
 
 
-def add_commands(
-    sub: Any, common: argparse.ArgumentParser, config: Callable[[argparse.Namespace], Config]
-) -> None:
-    """Add `cache stats`, `cache prune` and `compare`; `config` loads a command's config."""
-    _cache_parser(sub, common, config)
+def add_commands(sub: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add `cache stats`, `cache prune` and `compare`."""
+    _cache_parser(sub, common)
     text = "what changed between two runs: the Changes sheet and changes.parquet in NEW_OUT"
     cmd = sub.add_parser("compare", parents=[common], help=text, description=text)
     cmd.add_argument("old_out", type=Path, metavar="OLD_OUT", help="the earlier run's folder")
     cmd.add_argument("new_out", type=Path, metavar="NEW_OUT", help="the later run's folder")
     min_change_flag(cmd)
-    cmd.set_defaults(handler=_compare, load=config)
+    cmd.set_defaults(handler=_compare)
 
 
 def run_flags(cmd: argparse.ArgumentParser) -> None:
@@ -63,16 +59,14 @@ def min_change_flag(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def _cache_parser(
-    sub: Any, common: argparse.ArgumentParser, config: Callable[[argparse.Namespace], Config]
-) -> None:
+def _cache_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     text = "the answer store kept across runs: what it holds, or drop old answers"
     cmd = sub.add_parser("cache", help=text, description=text)
     actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     text = "answers per endpoint, the oldest and newest, the size on disk"
     stats = actions.add_parser("stats", parents=[common], help=text, description=text)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
-    stats.set_defaults(handler=_cache_stats, load=config)
+    stats.set_defaults(handler=_cache_stats)
     text = "drop old answers and give the space back"
     prune = actions.add_parser("prune", parents=[common], help=text, description=text)
     prune.add_argument(
@@ -80,7 +74,7 @@ def _cache_parser(
         metavar="AGE",
         help='drop answers older than AGE ("30d", "12h"; "0" = all); default: [cache] max_age',
     )
-    prune.set_defaults(handler=_cache_prune, load=config)
+    prune.set_defaults(handler=_cache_prune)
 
 
 def _cache_stats(args: argparse.Namespace) -> int:
@@ -88,7 +82,7 @@ def _cache_stats(args: argparse.Namespace) -> int:
     from pipeline.state.cache import STORE_FILE, store_stats
     from pipeline.view.cachestats import render
 
-    config: Config = args.load(args)
+    config = config_of(args)
     facts = store_stats(cache_dir(config) / STORE_FILE)
     print(json.dumps(facts, indent=2) if args.json else render(facts, config.cache.max_age))
     return EXIT_OK
@@ -99,7 +93,7 @@ def _cache_prune(args: argparse.Namespace) -> int:
     from pipeline.configrules import parse_age
     from pipeline.state.cache import STORE_FILE, prune
 
-    config: Config = args.load(args)
+    config = config_of(args)
     age = args.older_than if args.older_than is not None else config.cache.max_age
     try:
         seconds = parse_age(age)
@@ -118,7 +112,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pipeline.state.store import RunLayout
 
     check_min_change(args.min_change)
-    config: Config = args.load(args)
+    config = config_of(args)
     config = replace(config, output=replace(config.output, dir=args.new_out))
     found = compare_runs(args.old_out, args.new_out, args.min_change)
     merge_run(config, RunLayout(args.new_out))
