@@ -22,7 +22,7 @@ from pipeline.traffic.limiter import Limiter
 from pipeline.traffic.shared import SharedLimits
 from pipeline.traffic.watch import TrafficWatch
 from pipeline.view.facts import Facts, WorkerLine, facts_from_record, progress_line
-from pipeline.view.liveview import render_facts
+from pipeline.view.frame import render_facts
 from pipeline.view.progress import RunSnapshot
 
 REQUEST = {"amazon_spends": "amazon"}

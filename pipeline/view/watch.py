@@ -25,7 +25,7 @@ from pipeline.errors import RunStateError
 from pipeline.state.channel import FINISHED, STARTING, STOPPED, read_status, running_pid
 from pipeline.state.store import RunLayout
 from pipeline.view.facts import facts_from_record, progress_line
-from pipeline.view.liveview import render_facts
+from pipeline.view.frame import render_facts
 
 POLL_SECONDS = 1.0
 LINE_SECONDS = 5.0
