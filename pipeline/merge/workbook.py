@@ -80,54 +80,96 @@ def write_workbook(
     per Results sheet before the next one (`Results 2`, ...) starts. `tables`: (title, Parquet
     file) of sheets to add after Failures, each file's columns as they are (Changes).
     """
-    if not 1 <= max_rows_per_sheet <= EXCEL_MAX_DATA_ROWS:
-        raise ValueError(
-            f"max_rows_per_sheet ({max_rows_per_sheet}) must be from 1 to {EXCEL_MAX_DATA_ROWS}"
-        )
+    _check_rows_per_sheet(max_rows_per_sheet)
     started = clock()
-    run_facts = facts if isinstance(facts, RunFacts) else RunFacts(run=tuple(facts))
     columns = shards.columns_of(shard_paths, id_column, value_columns)
-    changes = Changes()
-    first_results = 3 if insights else 2
+    mapping = None
+    if insights:
+        mapping = request if request is not None else {c: (c,) for c in value_columns}
     with store.atomic_path(dest) as tmp:
         book = Package(tmp)
         try:
-            counts, results, failures = _write_sheets(
-                book, shard_paths, columns, changes, max_rows_per_sheet, first_results
+            written = _fill(
+                book,
+                shard_paths,
+                columns,
+                facts=facts,
+                mapping=mapping,
+                expected_rows=expected_rows,
+                tables=tables,
+                max_rows=max_rows_per_sheet,
             )
-            found_insights = None
-            if insights:
-                mapping = request if request is not None else {c: (c,) for c in value_columns}
-                found_insights = compute_insights(shard_paths, mapping)
-            found = Found(counts, expected_rows, len(results.sheets), changes, found_insights)
-            sheets = [
-                *_drawn(run_facts, found),
-                *(Streamed(s.title, s.filter_ref) for s in results.sheets),
-            ]
-            sheets.append(Streamed(failures.title, failures.filter_ref))
-            for title, path in tables:
-                table = _table_sheet(
-                    book, len(sheets) + 1, title, path, changes, max_rows_per_sheet
-                )
-                sheets.append(Streamed(table.title, table.filter_ref))
-            book.finish(sheets)
         except BaseException:
             book.abort()
             raise
-    return MergeReport(
-        ok=counts[schema.OK],
-        no_cards=counts[schema.NO_CARDS],
-        invalid=counts[schema.INVALID_STATE],
-        failed=counts[schema.FAILED],
-        total=sum(counts.values()),
-        results_rows=results.rows,
-        results_sheets=len(results.sheets),
-        failures=failures.rows,
-        cells_sanitized=changes.sanitized,
-        cells_truncated=changes.truncated,
-        seconds=clock() - started,
-        insights=found_insights,
+    return written.report(clock() - started)
+
+
+def _check_rows_per_sheet(max_rows: int) -> None:
+    if not 1 <= max_rows <= EXCEL_MAX_DATA_ROWS:
+        raise ValueError(f"max_rows_per_sheet ({max_rows}) must be from 1 to {EXCEL_MAX_DATA_ROWS}")
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What the sheets hold, once the workbook is written."""
+
+    counts: Counter[str]
+    results: SplitSheet
+    failures: Sheet
+    changes: Changes
+    insights: Insights | None
+
+    def report(self, seconds: float) -> MergeReport:
+        counts = self.counts
+        return MergeReport(
+            ok=counts[schema.OK],
+            no_cards=counts[schema.NO_CARDS],
+            invalid=counts[schema.INVALID_STATE],
+            failed=counts[schema.FAILED],
+            total=sum(counts.values()),
+            results_rows=self.results.rows,
+            results_sheets=len(self.results.sheets),
+            failures=self.failures.rows,
+            cells_sanitized=self.changes.sanitized,
+            cells_truncated=self.changes.truncated,
+            seconds=seconds,
+            insights=self.insights,
+        )
+
+
+def _fill(
+    book: Package,
+    shard_paths: Sequence[Path],
+    columns: shards.Columns,
+    *,
+    facts: RunFacts | Sequence[tuple[str, object]],
+    mapping: Mapping[str, Sequence[str]] | None,
+    expected_rows: int | None,
+    tables: Sequence[tuple[str, Path]],
+    max_rows: int,
+) -> _Written:
+    """Every sheet of the workbook, in its place: Summary, Insights (unless `mapping` is
+    None), Results, Failures, then `tables`. The big sheets are written first: Summary
+    reports what they hold."""
+    run_facts = facts if isinstance(facts, RunFacts) else RunFacts(run=tuple(facts))
+    changes = Changes()
+    first_results = 2 if mapping is None else 3
+    counts, results, failures = _write_sheets(
+        book, shard_paths, columns, changes, max_rows, first_results
     )
+    found_insights = None if mapping is None else compute_insights(shard_paths, mapping)
+    found = Found(counts, expected_rows, len(results.sheets), changes, found_insights)
+    sheets = [
+        *_drawn(run_facts, found),
+        *(Streamed(s.title, s.filter_ref) for s in results.sheets),
+    ]
+    sheets.append(Streamed(failures.title, failures.filter_ref))
+    for title, path in tables:
+        table = _table_sheet(book, len(sheets) + 1, title, path, changes, max_rows)
+        sheets.append(Streamed(table.title, table.filter_ref))
+    book.finish(sheets)
+    return _Written(counts, results, failures, changes, found_insights)
 
 
 def _drawn(facts: RunFacts, found: Found) -> list[Streamed | Drawn]:

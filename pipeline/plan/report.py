@@ -143,10 +143,62 @@ def notification_text(
     config: Config, facts: InputFacts, load: Load, fig: Figures, assumed: frozenset[str]
 ) -> str:
     """A message to send the partner before the batch; <...> are for the sender to fill."""
-    r = config.retry
-    limited = _limited(load, fig)
-    rate_est = " (estimate)" if "latency" in assumed and not limited else ""
+    # A figure worked out from an assumed latency or size is said to be an estimate.
+    rate_est = " (estimate)" if "latency" in assumed and not _limited(load, fig) else ""
     est = " (estimate)" if rate_est or "size" in assumed else ""
+    return "\n".join(
+        [
+            f"Subject: Planned batch on the CardGenius API: {load.requests:,} requests",
+            "",
+            "Hello,",
+            "",
+            f"We plan to run a batch of requests against the CardGenius API ({_target(config)})"
+            " and would like to let you know the load to expect:",
+            "",
+            *_load_points(config, facts, load, fig, rate_est, est),
+            "",
+            "Please tell us if this suits you, or whether we should lower the rate or pick "
+            "another time.",
+            "",
+            "Thank you,",
+            "<name, team, contact>",
+        ]
+    )
+
+
+def _load_points(
+    config: Config,
+    facts: InputFacts,
+    load: Load,
+    fig: Figures,
+    rate_est: str,
+    est: str,
+) -> list[str]:
+    """The notification's points: start, requests, rate, connections, traffic, errors and
+    User-Agent. `rate_est`, `est`: " (estimate)" after a rate or a traffic figure that rests
+    on an assumption, else ""."""
+    r = config.retry
+    duration = fig.duration_s if fig.windows_s is None else fig.windows_s
+    return [
+        f"- Start: <date, time and time zone>; expected duration {_duration(duration)}{rate_est}.",
+        f"- Requests: {load.requests:,} POST requests, one per distinct profile among "
+        f"{facts.valid:,} users.",
+        f"- Rate: {_rate_words(config, load, fig, rate_est)}.",
+        f"- Connections: up to {load.max_workers} concurrent HTTPS connections (keep-alive),"
+        " from <source IP addresses>.",
+        f"- Traffic: about {_rate(fig.inbound_wire_bps)} inbound (gzip) and "
+        f"{_rate(fig.outbound_bps)} outbound{est}; {_bytes(fig.total_in_bytes)} inbound "
+        "in total.",
+        f"- Errors: timeouts, 429 and 5xx are retried with exponential backoff (at most "
+        f"{r.max_attempts} attempts per request); Retry-After is honoured (up to "
+        f"{r.retry_after_max:g} s); the batch stops after {r.give_up_after:g} s of "
+        "continuous unavailability.",
+        f"- User-Agent: {USER_AGENT}",
+    ]
+
+
+def _rate_words(config: Config, load: Load, fig: Figures, rate_est: str) -> str:
+    """The rate the partner will see: the cap, or what the latency allows; each window's."""
     if load.rate_limit > 0:
         rate = (
             f"at most {load.rate_limit:g} requests/s, evenly spaced (never more than "
@@ -159,39 +211,7 @@ def notification_text(
         )
     for window in config.processing.windows:
         rate += f"; {window.label()}: at most {window.rate:g} requests/s"
-    duration = fig.duration_s if fig.windows_s is None else fig.windows_s
-    return "\n".join(
-        [
-            f"Subject: Planned batch on the CardGenius API: {load.requests:,} requests",
-            "",
-            "Hello,",
-            "",
-            f"We plan to run a batch of requests against the CardGenius API ({_target(config)})"
-            " and would like to let you know the load to expect:",
-            "",
-            f"- Start: <date, time and time zone>; expected duration "
-            f"{_duration(duration)}{rate_est}.",
-            f"- Requests: {load.requests:,} POST requests, one per distinct profile among "
-            f"{facts.valid:,} users.",
-            f"- Rate: {rate}.",
-            f"- Connections: up to {load.max_workers} concurrent HTTPS connections (keep-alive),"
-            " from <source IP addresses>.",
-            f"- Traffic: about {_rate(fig.inbound_wire_bps)} inbound (gzip) and "
-            f"{_rate(fig.outbound_bps)} outbound{est}; {_bytes(fig.total_in_bytes)} inbound "
-            "in total.",
-            f"- Errors: timeouts, 429 and 5xx are retried with exponential backoff (at most "
-            f"{r.max_attempts} attempts per request); Retry-After is honoured (up to "
-            f"{r.retry_after_max:g} s); the batch stops after {r.give_up_after:g} s of "
-            "continuous unavailability.",
-            f"- User-Agent: {USER_AGENT}",
-            "",
-            "Please tell us if this suits you, or whether we should lower the rate or pick "
-            "another time.",
-            "",
-            "Thank you,",
-            "<name, team, contact>",
-        ]
-    )
+    return rate
 
 
 def _limited(load: Load, fig: Figures) -> bool:
