@@ -31,7 +31,7 @@ import tomllib
 from pipeline.api.cardgenius import REQUEST_FIELDS
 from pipeline.config import build_config, read_text
 from pipeline.errors import ConfigError
-from pipeline.state.store import atomic_path
+from pipeline.state.atomic import atomic_path
 
 SCRIPT_THREADS = 20  # the script's ThreadPoolExecutor(max_workers=20), when the file has none
 ENDPOINTS = ("/cg/api/pro", "/cg/api/beta", "/partner/cardgenius/calculate")

@@ -3,8 +3,8 @@ Excel) or CSV.
 
 Both hold every row of every state, in input order, with the columns id, status, http_status,
 attempts, error, then the input values and the derived columns (shards.py). Both are streamed
-shard by shard, in flat memory, and written atomically (`store`): a kill or an error leaves the
-old file or the new one.
+shard by shard, in flat memory, and written atomically (state/atomic.py): a kill or an error
+leaves the old file or the new one.
 
 Parquet keeps the values exactly as the result shards hold them (same types; zstd), gathered
 into row groups of `ROW_GROUP_ROWS` rows so that readers are fast; at most one row group is in
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from pipeline import schema
 from pipeline.merge import shards
-from pipeline.state import store
+from pipeline.state import atomic
 
 ROW_GROUP_ROWS = 65_536
 DANGEROUS_START = r"^[=+\-@\t\r]"  # what Excel may read as a formula or a DDE call
@@ -65,7 +65,7 @@ def export_parquet(
     """Write every row of the shards (given in input order) to the Parquet file `dest`."""
     started, counts = clock(), Counter[str]()
     columns = shards.columns_of(shard_paths, id_column, value_columns).export
-    with store.atomic_path(dest) as tmp, pq.ParquetWriter(tmp, columns, compression="zstd") as out:
+    with atomic.atomic_path(dest) as tmp, pq.ParquetWriter(tmp, columns, compression="zstd") as out:
         waiting: list[pa.RecordBatch] = []
         for batch in _rows(shard_paths, columns, counts):
             waiting.append(batch)
@@ -91,7 +91,7 @@ def export_csv(
     columns = shards.columns_of(shard_paths, id_column, value_columns).export
     names, renamed = neutralise(pa.array(columns.names, pa.string()))
     header = pa.schema([f.with_name(n) for f, n in zip(columns, names.to_pylist(), strict=True)])
-    with store.atomic_file(dest, "wb") as handle:
+    with atomic.atomic_file(dest, "wb") as handle:
         handle.write(UTF8_BOM)
         with pa_csv.CSVWriter(handle, header) as out:
             for batch in _rows(shard_paths, columns, counts):

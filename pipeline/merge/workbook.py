@@ -9,7 +9,7 @@ order of the shards and of their rows.
 
 Results and Failures, the big sheets, are streamed as XML (sheets.py, cells.py); Summary and
 Insights are small and drawn by openpyxl (package.py puts the two kinds together). The file is
-written through `store.atomic_path`: a kill or an error leaves the old file or the new one.
+written through `atomic.atomic_path`: a kill or an error leaves the old file or the new one.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pipeline.merge.insights import Insights, compute_insights
 from pipeline.merge.package import Drawn, Package, Streamed
 from pipeline.merge.sheets import Sheet, SplitSheet
 from pipeline.merge.summary import Found, draw_summary
-from pipeline.state import store
+from pipeline.state import atomic
 
 SUMMARY, INSIGHTS, RESULTS, FAILURES = "Summary", "Insights", "Results", "Failures"
 EXCEL_MAX_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows, less the header
@@ -86,7 +86,7 @@ def write_workbook(
     mapping = None
     if insights:
         mapping = request if request is not None else {c: (c,) for c in value_columns}
-    with store.atomic_path(dest) as tmp:
+    with atomic.atomic_path(dest) as tmp:
         book = Package(tmp)
         try:
             written = _fill(

@@ -1,4 +1,4 @@
-"""The run folder: its layout, `run.json`, shard states and atomic writes.
+"""The run folder: its layout, `run.json`, shard states, checkpoints, JSON and Parquet files.
 
 Every state a command needs is read from files here, so `status`, `rerun-failed` and `merge`
 work on any run folder, even one whose run was killed:
@@ -12,114 +12,28 @@ work on any run folder, even one whose run was killed:
     out/status.json                   the running run's figures, for `pipeline watch`
     out/control/                      commands for the running run (`pipeline control`)
 
-Files that matter are written to a temporary name in the same folder, flushed to disk, then
-moved over the target with `os.replace`: a kill at any moment leaves the old file or the new
-one, never half of one (a `.NAME.*.tmp` file may stay: see upkeep.py). A write that fails
-names the target, not its temporary file.
+Files that matter are replaced whole, through atomic.py: a kill at any moment leaves the old
+file or the new one, never half of one. A checkpoint is the exception: it only grows, by whole
+lines (`Checkpoint`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import interrupts
 from pipeline.errors import LocalError, local_error
+from pipeline.state.atomic import atomic_file, atomic_path, naming
 
 RUN_FILE = "run.json"
 LOG_FILE = "pipeline.log"
 SHARD_PREFIX = "shard-"
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb", *, durable: bool = True) -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success fsync it and move it over `path`.
-
-    On an exception the temporary file is removed and `path` is left as it was. `durable =
-    False` skips the fsyncs, for a file rewritten every second whose loss in a power cut does
-    not matter (the rename still makes every reader see a whole file).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _FILE_MODE)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        interrupts.check()  # an interrupted command changes nothing (interrupts.py)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _naming(exc, path) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_dir(path.parent)
-
-
-def _naming(exc: OSError, path: Path) -> OSError:
-    """The error with the file the user knows (not the temporary one) as its file name."""
-    return OSError(exc.errno, exc.strerror or str(exc), str(path))
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` for a writer that wants a file name (openpyxl,
-    pyarrow); when the block succeeds, fsync that file and move it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _FILE_MODE)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        interrupts.check()  # an interrupted command changes nothing (interrupts.py)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _naming(exc, path) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp makes files 0600
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a folder be opened.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, data: object, *, durable: bool = True) -> None:
@@ -294,7 +208,7 @@ class Checkpoint:
                 self._handle.write(data)
                 self._handle.flush()
             except OSError as exc:
-                raise _naming(exc, self.path) from exc
+                raise naming(exc, self.path) from exc
 
     def close(self) -> None:
         self._handle.close()
