@@ -67,6 +67,20 @@ def test_no_rate_means_no_waiting() -> None:
     assert stop.waits == [] and clock.now == 1000.0
 
 
+def test_a_rate_lifted_after_one_was_set_means_no_waiting() -> None:
+    # An operator's `control rate 0`, a partner window ending, or the pacer lifting its rate:
+    # the places booked before count for nothing, and every request starts at once.
+    limiter, clock, stop = make(rate=0.0)
+    limiter.set_rate(10.0)
+    limiter.set_rate(5.0)  # a cut: places of the old rate are taken again
+    limiter.set_rate(0.0)
+    for _ in range(100):
+        permit = limiter.acquire()
+        assert permit is not None
+        limiter.release(permit)
+    assert stop.waits == [] and clock.now == 1000.0
+
+
 def test_idle_time_is_not_banked_as_a_burst() -> None:
     limiter, clock, _ = make(rate=2.0)
     permit = limiter.acquire()

@@ -192,12 +192,12 @@ class Limiter(SharedHandle):
         shared = self._shared
         if self.rate() <= 0:  # no rate limit: only a pause can hold the request
             now = self._clock()
-            return Booking(max(now, float(shared.paused_until.value)), True)
+            return Booking(max(now, float(shared.paused_until.value)), True, int(shared.cuts.value))
         with shared.lock:
             earliest = max(self._clock(), shared.paused_until.value)
             rate = self.rate()
             if rate <= 0:
-                return Booking(float(earliest), True)
+                return Booking(float(earliest), True, int(shared.cuts.value))
             start = max(earliest, shared.next_slot.value)
             if start - earliest > HORIZON:
                 # Spread the lanes that look again, so they do not all wake at once.
