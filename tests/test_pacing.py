@@ -12,6 +12,8 @@ from pipeline.mockapi import Schedule, make_gateway, parse_schedule
 from pipeline.traffic.adaptive import (
     COOLDOWN,
     CUT,
+    FLAT_SECONDS,
+    LIFT_ABOVE,
     MAX_STEP,
     MIN_RATE,
     START_RATE,
@@ -29,8 +31,10 @@ KINDS = {
     "fixed 1 s": lambda h: make_gateway("fixed", h),
     "fixed 10 s": lambda h: make_gateway("fixed", h, window_s=10.0),
 }
-MOST_429 = {"token bucket": 0.02, "sliding 1 s": 0.02, "fixed 1 s": 0.025, "fixed 10 s": 0.02}
-"""The bar is 3 %; the simulation, without the noise of a real machine, must keep a margin."""
+MOST_429 = {"token bucket": 0.02, "sliding 1 s": 0.02, "fixed 1 s": 0.025, "fixed 10 s": 0.025}
+"""The bar is 3 %; the simulation, without the noise of a real machine, must keep a margin.
+A fixed 10 s window refuses 10-15 more in its first window than in the others (the slow
+start meets it at twice its rate, and it counts that for up to 10 s): 0.5 % of 40 s."""
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -90,6 +94,50 @@ def test_slow_start_doubles_and_does_not_outrun_what_is_served() -> None:
     for step in range(1, 40):  # 20 answers a second, whatever the rate: latency holds it
         stuck.update(Feedback(now=step * 0.2, ok_total=4 * step))
     assert stuck.rate == pytest.approx(UNBOUND * 20.0, rel=0.05)
+
+
+def _held_by_the_client(pacer: Pacer, capacity: float, steps: range, **extra: float) -> list[float]:
+    """Updates every 0.2 s of a run whose client serves at most `capacity` a second, whatever
+    the rate; the rates the pacer gave the limiter (0 = lifted)."""
+    rates, ok = [], float(pacer.history[-1][1])
+    for step in steps:
+        ok += min(pacer.in_force() or capacity, capacity) * 0.2
+        rates.append(pacer.update(Feedback(now=step * 0.2, ok_total=int(ok), **extra)))  # type: ignore[arg-type]
+    return rates
+
+
+def test_a_run_the_client_holds_back_is_not_paced_until_the_partner_says_so() -> None:
+    pacer = Pacer(PacerPolicy(), now=0.0)
+    rates = _held_by_the_client(pacer, 500.0, range(1, 30))  # its CPU: 500 a second
+    first = rates.index(0.0)  # lifted: no places to queue for in a schedule
+    assert max(rates[:first]) <= UNBOUND * 500.0 * 1.01  # never ahead of it before
+    assert 1.0 <= first * 0.2 <= 1.6 + FLAT_SECONDS + 0.6 and set(rates[first:]) == {0.0}
+    # The first 429: the partner has a limit after all; cut to what it served, and paced.
+    rate = pacer.update(Feedback(now=6.0, ok_total=pacer.history[-1][1] + 100, throttled_total=3))
+    assert rate == pytest.approx(CUT * pacer.limit) and 450 <= pacer.limit <= 520
+    assert 0.0 not in _held_by_the_client(pacer, 500.0, range(31, 80), throttled_total=3)
+
+
+def test_a_lifted_rate_comes_back_when_what_is_served_doubles() -> None:
+    pacer = Pacer(PacerPolicy(), now=0.0)
+    assert _held_by_the_client(pacer, 300.0, range(1, 30))[-1] == 0.0
+    rates = _held_by_the_client(pacer, 2000.0, range(30, 60))  # e.g. the partner got faster
+    assert 2 * 300.0 < rates[0] <= UNBOUND * 2000.0  # paced again at once, from what it serves
+    assert rates[-1] == 0.0  # and lifted again once that is all it serves
+
+
+@pytest.mark.parametrize(
+    ("policy", "extra", "capacity"),
+    [
+        (PacerPolicy(ceiling=5000.0), {}, 500.0),  # a rate the user set is a promise
+        (PacerPolicy(), {"quota_rate": 5000.0}, 500.0),  # the partner stated its quota
+        (PacerPolicy(), {}, LIFT_ABOVE / 2),  # too slow for a schedule to cost anything
+    ],
+)
+def test_the_rate_is_never_lifted_with_a_ceiling_quota_headers_or_a_slow_run(
+    policy: PacerPolicy, extra: dict[str, float], capacity: float
+) -> None:
+    assert 0.0 not in _held_by_the_client(Pacer(policy, now=0.0), capacity, range(1, 60), **extra)
 
 
 def test_cut_is_to_what_was_served_not_a_fixed_fraction() -> None:

@@ -7,13 +7,20 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
 
 1. **Start.** With `[processing] rate_limit` set, start there and never go above it. Without
    one, *slow start*: `START_RATE` requests/s, doubled every `RAMP_DOUBLING` seconds, but
-   never more than `UNBOUND` x what is being served: a run held back by its latency or its
-   in-flight cap does not build up a rate it could dump on the partner later, and the rate
-   the first 429s meet is at most twice the partner's, not ten times. An
-   operator's `pipeline control rate R` replaces the ceiling for the rest of the run, in
-   force at once (`set_ceiling`). A partner
-   without a limit is never touched; one with a limit sees a few dozen 429s, not a flood.
-   A partner that states its quota in headers is taken at its word at once.
+   never more than `UNBOUND` x what was served over the last `RAMP_SPAN` seconds: a run held
+   back by its latency or its in-flight cap does not build up a rate it could dump on the
+   partner later, and the rate the first 429s meet is at most twice the partner's, not ten
+   times. An operator's `pipeline control rate R` replaces the ceiling for the rest of the
+   run, in force at once (`set_ceiling`). A partner without a limit is never touched; one
+   with a limit sees a few dozen 429s, not a flood. A partner that states its quota in
+   headers is taken at its word at once.
+   **Lift.** When what is served has stayed within `FLAT` of one level (at least
+   `LIFT_ABOVE`) for `FLAT_SECONDS` while the rate was held back by it, with no 429, no quota
+   headers and no ceiling, the client (its CPU, its latency, its in-flight cap) is what holds
+   the run back, not the partner: the rate is lifted (0 to the limiter), so that requests do
+   not queue for places in a schedule that holds nothing back (BENCHMARKS.md, "CPU per
+   user"). A 429, quota headers, an overload, a ceiling, or what is served rising to
+   `REBIND` x that level put a rate back in force.
 2. **Cut to what was served.** On new 429s, the partner's limit is taken to be what it
    served (successes only) over the last `SERVED_SPAN` seconds, and the rate is set to `CUT`
    x that: just under the partner's real limit, whatever the overshoot was. That figure is
@@ -63,6 +70,11 @@ START_RATE = 20.0  # requests/s of a slow start
 RAMP_DOUBLING = 0.25  # seconds per doubling of a slow start: 20 -> 640 req/s in 1.25 s
 REPROBE_DOUBLING = 0.6  # seconds per doubling of a slow start again, past a limit that moved
 UNBOUND = 2.0  # a slow start runs at most this many times ahead of what is served
+RAMP_SPAN = 0.25  # seconds of successes that measure what a slow start may run ahead of
+FLAT = 0.15  # served within this share of one level: it has stopped growing
+FLAT_SECONDS = 0.6  # for this long, with the rate held by what is served: lift the rate
+REBIND = 2.0  # served this many times the level it was lifted at: slow start again from there
+LIFT_ABOVE = 100.0  # requests/s; below it a schedule costs nothing worth saving
 SERVED_SPAN = 1.0  # seconds of successes that measure the partner's limit
 CUT = 0.97  # share of the served rate to hold after 429s
 COOLDOWN = 0.4  # seconds after a cut in which further 429s are those of the old rate
@@ -120,6 +132,14 @@ class Pacer:
         """When the last cut was (active time), and the successes and 429s so far then."""
         self.best_median: float | None = None
         self.slow_updates = 0
+        self.lifted = False
+        """The client, not the partner, holds the run back: no rate for the limiter."""
+        self.flat = (now, 0.0)
+        """Since when what is served has stayed within `FLAT` of a level, and the level."""
+
+    def in_force(self) -> float:
+        """The rate for the shared limiter: `rate`, or 0 (none) while the rate is lifted."""
+        return 0.0 if self.lifted else self.rate
 
     def set_ceiling(self, ceiling: float, *, at_once: bool = False) -> None:
         """A new ceiling (0 = none). `at_once` (an operator's `pipeline control rate R`): the
@@ -128,6 +148,7 @@ class Pacer:
         it may go."""
         raised = ceiling <= 0 or 0 < self.policy.ceiling < ceiling
         self.policy = replace(self.policy, ceiling=ceiling)
+        self.lifted = self.lifted and ceiling <= 0
         if at_once and ceiling > 0:
             self.rate, self.ramping = ceiling, False
             return
@@ -136,10 +157,15 @@ class Pacer:
         if raised and self.limit == 0:
             self.ramping = True
 
-    def served(self, now: float) -> float:
-        """Successes per second over the last SERVED_SPAN seconds (less at the start)."""
-        t0, ok0 = self.history[0]
+    def served(self, now: float, span: float = SERVED_SPAN) -> float:
+        """Successes per second over the last `span` seconds, at most SERVED_SPAN (less at
+        the start)."""
         t1, ok1 = self.history[-1]
+        t0, ok0 = self.history[0]
+        for t, ok in reversed(self.history):
+            t0, ok0 = t, ok
+            if t <= t1 - span:
+                break
         return (ok1 - ok0) / max(t1 - t0, 0.2) if t1 > t0 else 0.0
 
     def update(self, f: Feedback) -> float:
@@ -155,16 +181,36 @@ class Pacer:
             factor = 1.0 if overload is None else overload
             self._cut(now, factor, f if new_429s > 0 else None)
         elif self.ramping:
-            doubling = REPROBE_DOUBLING if self.limit > 0 else RAMP_DOUBLING
-            self.rate *= 2.0 ** (elapsed / doubling)
-            self.rate = min(self.rate, max(START_RATE, UNBOUND * self.served(now)))
-            if self.policy.ceiling > 0:
-                self.rate = min(self.rate, self.policy.ceiling)
-            # The partner said how fast: no need to find out (the limiter holds to it).
-            self.rate = max(self.rate, f.quota_rate)
+            self._ramp(now, elapsed, f)
         else:
             self._climb(now, elapsed)
-        return self.rate
+        return self.in_force()
+
+    def _ramp(self, now: float, elapsed: float, f: Feedback) -> None:
+        """Slow start: double, never past `UNBOUND` x what is served; lift the rate while
+        the client holds the run back (see the module's docstring, 1)."""
+        again = self.limit > 0  # past a limit that moved: more carefully
+        doubling = REPROBE_DOUBLING if again else RAMP_DOUBLING
+        served = self.served(now, SERVED_SPAN if again else RAMP_SPAN)
+        self.rate *= 2.0 ** (elapsed / doubling)
+        held = self.rate >= UNBOUND * served  # what is served holds the rate back
+        self.rate = min(self.rate, max(START_RATE, UNBOUND * served))
+        if self.policy.ceiling > 0:
+            self.rate = min(self.rate, self.policy.ceiling)
+        # The partner said how fast: no need to find out (the limiter holds to it).
+        self.rate = max(self.rate, f.quota_rate)
+        # Nothing says the partner has a limit, and what is served holds the rate back.
+        unknown = self.limit == 0 and self.policy.ceiling <= 0 and f.quota_rate <= 0
+        self._lift(now, served, unknown and self.throttled == 0 and (held or self.lifted))
+
+    def _lift(self, now: float, served: float, may: bool) -> None:
+        """Lift the rate once what is served has stayed within `FLAT` of one level, at least
+        `LIFT_ABOVE`, for `FLAT_SECONDS`; bring it back when it rises `REBIND` x that level."""
+        since, level = self.flat
+        moved = served > REBIND * level if self.lifted else abs(served - level) > FLAT * level
+        if not may or moved or served < LIFT_ABOVE:
+            self.flat = since, level = now, served
+        self.lifted = now - since >= FLAT_SECONDS
 
     def _remember(self, now: float, ok_total: int) -> None:
         self.history.append((now, ok_total))
@@ -184,7 +230,7 @@ class Pacer:
         self.rate = max(MIN_RATE, served * (CUT if throttled is not None else factor))
         if self.policy.ceiling > 0:
             self.rate = min(self.rate, self.policy.ceiling)
-        self.ramping = False
+        self.ramping = self.lifted = False
         self.quiet_until = self.last = now + COOLDOWN
         self.cuts += 1
         self.at_cut = (

@@ -57,7 +57,7 @@ class TrafficWatch:
         self.operator_rate = False
         self.window_text = schedule_text(p.windows, wall(), p.rate_limit)
         self.pacer = Pacer(PacerPolicy(ceiling=self.ceiling), now) if p.adaptive else None
-        limiter.set_rate(self.pacer.rate if self.pacer is not None else self.ceiling)
+        limiter.set_rate(self.pacer.in_force() if self.pacer is not None else self.ceiling)
         self.pending: list[WorkerEvent] = []
         self.last_update = now
         self.gave_up = False
@@ -113,7 +113,7 @@ class TrafficWatch:
         self.ceiling, self.operator_rate = rate, True
         if self.pacer is not None:
             self.pacer.set_ceiling(rate, at_once=True)
-            self.limiter.set_rate(self.pacer.rate)
+            self.limiter.set_rate(self.pacer.in_force())
         else:
             self.limiter.set_rate(rate)
 
@@ -133,7 +133,7 @@ class TrafficWatch:
         self.ceiling = ceiling
         if self.pacer is not None:
             self.pacer.set_ceiling(ceiling)
-            self.limiter.set_rate(self.pacer.rate)
+            self.limiter.set_rate(self.pacer.in_force())
         else:
             self.limiter.set_rate(ceiling)
 
