@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pipeline.api.answer import detail, http_error, read_cards
-from pipeline.api.cardgenius import BadBody
+from pipeline.api.cards import BadBody
 from pipeline.api.classify import Outcome
 from pipeline.api.client import Endpoint
 from pipeline.api.tokens import TokenSource

@@ -1,4 +1,4 @@
-"""cardgenius.py: ranking and flattening on hand-written responses."""
+"""cardgenius.py and cards.py: checks, ranking and flattening on hand-written responses."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.api import cardgenius
-from pipeline.api.cardgenius import BadBody, build_body, cards_of, derive, derived_fields, rank
+from pipeline.api import cards as cardlib
+from pipeline.api.cardgenius import build_body, cards_of, derive, derived_fields
+from pipeline.api.cards import BadBody, rank
 
 FIELDS = ["amazon_spends", "flipkart_spends"]
 
@@ -26,10 +27,10 @@ def card(
 
 
 def test_net_savings_formula_with_string_fees_and_null_extra() -> None:
-    assert cardgenius.net_savings(card(1, 12000, fees="1000", extra=500)) == 11500
-    assert cardgenius.net_savings(card(1, 12000, fees="1,000", extra=None)) == 11000
-    assert cardgenius.net_savings(card(1, 12000, fees=None, extra=None)) == 12000
-    assert cardgenius.net_savings(card(1, None, fees="0")) is None
+    assert cardlib.net_savings(card(1, 12000, fees="1000", extra=500)) == 11500
+    assert cardlib.net_savings(card(1, 12000, fees="1,000", extra=None)) == 11000
+    assert cardlib.net_savings(card(1, 12000, fees=None, extra=None)) == 12000
+    assert cardlib.net_savings(card(1, None, fees="0")) is None
 
 
 def test_rank_skips_null_yearly_and_keeps_api_order_on_ties() -> None:
@@ -110,11 +111,11 @@ def test_build_body_sums_columns_and_keeps_whole_rupees_as_ints() -> None:
 
 
 def test_money_parses_leniently() -> None:
-    assert cardgenius.money("2,500") == 2500.0
-    assert cardgenius.money("") is None
-    assert cardgenius.money("free") is None
-    assert cardgenius.money(True) is None
-    assert cardgenius.money(7) == 7.0
+    assert cardlib.money("2,500") == 2500.0
+    assert cardlib.money("") is None
+    assert cardlib.money("free") is None
+    assert cardlib.money(True) is None
+    assert cardlib.money(7) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -140,15 +141,15 @@ def test_answers_the_results_cannot_hold_are_bad_bodies(
     cards: list[dict[str, Any]], message: str
 ) -> None:
     with pytest.raises(BadBody) as caught:
-        cardgenius.check_answer(cards, FIELDS, top_n=3)
+        cardlib.check_answer(cards, FIELDS, top_n=3)
     assert message in str(caught.value)
 
 
 def test_answers_that_fit_pass_the_check() -> None:
     cards = [card(1, 1000, fees=None, extra=None), card(2, None), card(2**63 - 1, 9.9e307)]
-    cardgenius.check_answer(cards, FIELDS, top_n=3)
+    cardlib.check_answer(cards, FIELDS, top_n=3)
     # A card below the top N may lack an id: it is never shown.
-    cardgenius.check_answer([card(1, 100), {**card(2, 1), "id": None}], FIELDS, top_n=1)
+    cardlib.check_answer([card(1, 100), {**card(2, 1), "id": None}], FIELDS, top_n=1)
 
 
 def test_the_check_ranks_as_rank_does_so_derive_need_not_rank_again() -> None:
@@ -159,7 +160,7 @@ def test_the_check_ranks_as_rank_does_so_derive_need_not_rank_again() -> None:
         card(4, 3000, fees=None, extra=1.5),
         card(5, 3002, fees=True, extra=""),  # a boolean and "" are no money: 0
     ]
-    ranked = cardgenius.check_answer(cards, FIELDS, top_n=3)
+    ranked = cardlib.check_answer(cards, FIELDS, top_n=3)
     assert ranked == rank(cards)
     assert [c["id"] for _, c in ranked] == [5, 4, 3, 1]
     assert derive(cards, FIELDS, 3, ranked) == derive(cards, FIELDS, 3)
@@ -181,4 +182,4 @@ def test_the_check_ranks_as_rank_does_so_derive_need_not_rank_again() -> None:
     ],
 )
 def test_money_reads_what_the_api_sends(value: Any, expected: float | None) -> None:
-    assert cardgenius.money(value) == expected
+    assert cardlib.money(value) == expected

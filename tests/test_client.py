@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from pipeline.api.cardgenius import body_bytes, rank
+from pipeline.api.cardgenius import body_bytes
+from pipeline.api.cards import rank
 from pipeline.api.client import (
     REFUSALS_IN_A_ROW,
     CardGeniusClient,

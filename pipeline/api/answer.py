@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.api.cardgenius import BadBody, cards_of
+from pipeline.api.cardgenius import cards_of
+from pipeline.api.cards import BadBody
 from pipeline.api.classify import Outcome, Quota, parse_retry_after, status_kind
 from pipeline.errors import AuthError, CallError, ErrorKind, PermanentError, TransientError
 

@@ -1,7 +1,9 @@
-"""The CardGenius API's shape: request fields, response checks, ranking and derived columns.
+"""The CardGenius API's shape: request fields, the body and its key, the answer's envelope,
+and the derived columns.
 
 Pure functions of plain data; no HTTP here (that is `client.py`). A response is untrusted
 input: anything unusable raises `BadBody`, which the client turns into a retryable error.
+What the cards' numbers mean, how they are ranked and checked, is cards.py's.
 The protocol as the pipeline uses it is described in docs/cardgenius-api.md.
 """
 
@@ -10,12 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
-import operator
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeGuard
+from typing import Any
 
 import pyarrow as pa
+
+from pipeline.api.cards import BadBody, Ranked, card_id, is_mapping, money, rank
 
 MONTHLY_FIELDS = (
     "amazon_spends",
@@ -43,16 +45,6 @@ ANNUAL_FIELDS = (
 )
 QUARTERLY_FIELDS = ("domestic_lounge_usage_quarterly", "international_lounge_usage_quarterly")
 REQUEST_FIELDS = frozenset(MONTHLY_FIELDS + ANNUAL_FIELDS + QUARTERLY_FIELDS)
-
-
-EXCEL_MAX = 9.99999999999999e307
-"""The largest number an Excel cell holds; a larger one (or inf, NaN) cannot be a result."""
-INT64_MAX = 2**63 - 1
-
-
-class BadBody(ValueError):
-    """A 200 answer that cannot be used: not JSON, `success: false`, the wrong shape, or
-    numbers the results cannot hold."""
 
 
 def build_body(values: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
@@ -114,147 +106,6 @@ def _message(payload: Any, fallback: str) -> str:
     return fallback
 
 
-def money(value: Any) -> float | None:
-    """A money field as a number: JSON numbers as they are, digit strings parsed
-    ("1,000" too); null, "" and anything else unreadable is None. An integer too large for
-    a float is inf (`check_answer` refuses it)."""
-    kind = type(value)
-    if kind is float:  # the common cases first (bool is not int here)
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        try:
-            return float(value)
-        except OverflowError:  # a 400-digit integer
-            return math.inf
-    if kind is str:
-        try:  # float() takes what the cleaning below would leave of a string without ","
-            return float(value)
-        except ValueError:
-            pass
-    return _other_money(value)
-
-
-def _other_money(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return _int_money(value) if isinstance(value, int) else float(value)
-    if isinstance(value, str):
-        text = value.replace(",", "").strip()
-        try:
-            return float(text) if text else None
-        except ValueError:
-            return None
-    return None
-
-
-def _int_money(value: int) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # a 400-digit integer
-        return math.inf
-
-
-def net_savings(card: Mapping[str, Any]) -> float | None:
-    """total_savings_yearly - joining_fees + total_extra_benefits; None when the yearly
-    savings are missing (such a card is not ranked). Missing fees and benefits count as 0."""
-    yearly = money(card.get("total_savings_yearly"))
-    if yearly is None:
-        return None
-    fees = money(card.get("joining_fees")) or 0.0
-    extra = money(card.get("total_extra_benefits")) or 0.0
-    return yearly - fees + extra
-
-
-Ranked = list[tuple[float, Mapping[str, Any]]]
-"""Cards with their net savings, highest first (`rank`)."""
-_MONEY_FIELDS = ("total_savings_yearly", "joining_fees", "total_extra_benefits")
-
-
-def rank(cards: Sequence[Mapping[str, Any]]) -> Ranked:
-    """Cards with their net savings, highest first; ties keep the API's order."""
-    scored = [(net, card) for card in cards if (net := net_savings(card)) is not None]
-    scored.sort(key=_NET, reverse=True)  # stable, reversed too: ties keep the API's order
-    return scored
-
-
-_NET = operator.itemgetter(0)
-
-
-def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    """isinstance(value, Mapping), the decoded JSON object first: the ABC's check costs four
-    times a type's, some forty times an answer."""
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def check_answer(cards: Sequence[Mapping[str, Any]], mapped: Sequence[str], top_n: int) -> Ranked:
-    """Raise BadBody, naming the card and the field, for an answer the results cannot hold:
-    a card without `total_savings_yearly` (null is fine: the card is not ranked), a money
-    value or a net saving that is not finite or past Excel's largest number, or a top card
-    whose id is missing or past 64 bits, or whose name is missing. Answers like that are a
-    fault of the API (retried, then `failed`), never inf or NaN in a workbook.
-
-    Returns the ranking it checked (`rank`), so that `derive` need not rank again: each
-    money field is read once a card, here, on every answer."""
-    values = []
-    for position, card in enumerate(cards, start=1):
-        if "total_savings_yearly" not in card:
-            raise BadBody(f"card {position} has no total_savings_yearly")
-        numbers = (
-            money(card["total_savings_yearly"]),
-            money(card.get("joining_fees")),
-            money(card.get("total_extra_benefits")),
-        )
-        for value in numbers:
-            if value is not None and not -EXCEL_MAX <= value <= EXCEL_MAX:  # inf, NaN too
-                for name, each in zip(_MONEY_FIELDS, numbers, strict=True):
-                    _check_number(card, position, name, each)  # raises, naming the first
-        values.append(numbers)
-    ranked = []
-    for card, (yearly, fees, extra) in zip(cards, values, strict=True):
-        if yearly is not None:  # as `net_savings`: missing fees and benefits count as 0
-            net = yearly - (fees or 0.0) + (extra or 0.0)
-            if not -EXCEL_MAX <= net <= EXCEL_MAX:
-                _check_number(card, 0, "net savings", net)
-            ranked.append((net, card))
-    ranked.sort(key=_NET, reverse=True)
-    if len(ranked) >= 2:
-        _check_number(
-            ranked[0][1], 0, "savings gap to the second card", ranked[0][0] - ranked[1][0]
-        )
-    for _, card in ranked[:top_n]:
-        raw = card.get("id")
-        card_id = _card_id(raw)
-        if card_id is None or not -INT64_MAX - 1 <= card_id <= INT64_MAX:
-            raise BadBody(f"a top card's id is {_shown(raw)}: not a whole number of 64 bits")
-        if not isinstance(card.get("card_name"), str):
-            raise BadBody(f"card {card_id} has no card_name")
-        breakdown = card.get("spending_breakdown")
-        for f in mapped if _is_mapping(breakdown) else ():
-            item = breakdown.get(f)  # type: ignore[union-attr]
-            if type(item) is dict or isinstance(item, Mapping):  # see _is_mapping
-                _check_number(
-                    card, 0, f"spending_breakdown.{f}.savings", money(item.get("savings"))
-                )
-    return ranked
-
-
-def _check_number(card: Mapping[str, Any], position: int, name: str, value: float | None) -> None:
-    """`value` (of `name`, on the card at 1-based `position`, 0 when not known) must fit."""
-    if value is None or -EXCEL_MAX <= value <= EXCEL_MAX:  # False for inf and NaN
-        return
-    raw = card.get("id")
-    short = isinstance(raw, str) and len(raw) <= 20
-    short = short or (isinstance(raw, int) and abs(raw) < 10**20)
-    which = f"card {raw}" if short else (f"card {position}" if position else "a card")
-    raise BadBody(f"{which}: {name} is {value:g}, which a workbook cannot hold")
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 30 else text[:27] + "..."
-
-
 def derived_fields(mapped: Sequence[str], top_n: int) -> list[tuple[str, pa.DataType]]:
     """Names and types of the derived columns, in the order result shards hold them."""
     columns: list[tuple[str, pa.DataType]] = [
@@ -289,24 +140,24 @@ def derive(
         "best_card_savings_gap": ranked[0][0] - ranked[1][0] if len(ranked) >= 2 else None,
     }
     for k, names in enumerate(_top_names(tuple(mapped), top_n)):
-        card_id, card_name, fees, yearly, extra, net_name, savings = names
+        id_name, card_name, fees, yearly, extra, net_name, savings = names
         if k >= len(ranked):
-            row.update(dict.fromkeys((card_id, card_name, fees, yearly, extra, net_name)))
+            row.update(dict.fromkeys((id_name, card_name, fees, yearly, extra, net_name)))
             row.update(dict.fromkeys(name for _, name in savings))
             continue
         net, card = ranked[k]
-        row[card_id] = _card_id(card.get("id"))
+        row[id_name] = card_id(card.get("id"))
         row[card_name] = _text(card.get("card_name"))
         row[fees] = money(card.get("joining_fees"))
         row[yearly] = money(card.get("total_savings_yearly"))
         row[extra] = money(card.get("total_extra_benefits")) or 0.0
         row[net_name] = net
         breakdown = card.get("spending_breakdown")
-        if not _is_mapping(breakdown):
+        if not is_mapping(breakdown):
             breakdown = {}
         for f, name in savings:
             item = breakdown.get(f)
-            if type(item) is dict or isinstance(item, Mapping):  # see _is_mapping
+            if type(item) is dict or isinstance(item, Mapping):  # see cards.is_mapping
                 saved = money(item.get("savings"))
             else:
                 saved = None
@@ -331,14 +182,6 @@ def _top_names(
         )
         for k in range(1, top_n + 1)
     )
-
-
-def _card_id(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _text(value: Any) -> str | None:

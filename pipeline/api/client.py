@@ -156,7 +156,7 @@ class CardGeniusClient:
         check: Callable[[list[Mapping[str, Any]]], Any] | None = None,
     ) -> None:
         """`check(cards)` raises BadBody for an answer its caller cannot use (see
-        cardgenius.check_answer): it is then a retried error like any unusable body. What it
+        cards.check_answer): it is then a retried error like any unusable body. What it
         returns goes with the answer (`Answer.checked`)."""
         self.endpoint = endpoint
         self.session = session

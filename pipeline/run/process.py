@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import schema
 from pipeline.api import cardgenius
+from pipeline.api.cards import Ranked, check_answer
 from pipeline.api.client import CardGeniusClient, TokenSource, fetch_token, new_session
 from pipeline.run.reuse import Reuse
 from pipeline.run.tasks import WorkerSettings
@@ -88,10 +89,10 @@ class WorkerProcess:
         if self.answers is not None:
             self.answers.close()
 
-    def check_answer(self, cards: list[Any]) -> cardgenius.Ranked:
+    def check_answer(self, cards: list[Any]) -> Ranked:
         """An answer whose numbers the results cannot hold is unusable (retried); a usable
         one's ranking goes with it to `outcomes.answered_outcome`."""
-        return cardgenius.check_answer(cards, self.mapped, self.settings.top_n)
+        return check_answer(cards, self.mapped, self.settings.top_n)
 
     def body(self, row: dict[str, Any]) -> dict[str, float]:
         mapping = self.settings.mapping
