@@ -103,12 +103,18 @@ def overhead(args: Args) -> list[Row]:
                 "bare loop, trust_env on", path, mock.url, processes=2, threads=10, trust_env=True
             ),
             *_baseline(args, "pipeline", path, mock.url),
+            # What pacing costs a run against a partner without a limit (full size only).
+            *([] if args.quick else [pipeline(UNPACED, path, mock.url, processing=UNPACING)]),
         ]
         samples = run_rounds(contenders, _rounds(args), mock)
     rows = summarize("1 overhead", samples, users, "bare loop")
     _overhead_notes({r.contender: r for r in rows}, samples)
     _baseline_notes(rows, samples, "pipeline")
     return rows
+
+
+UNPACED = "pipeline, adaptive = false"
+UNPACING = {"adaptive": False}
 
 
 def _baseline(args: Args, name: str, path: Path, url: str, **tables: Any) -> list[Contender]:
@@ -136,6 +142,10 @@ def _overhead_notes(by_name: dict[str, Row], samples: dict) -> None:  # type: ig
     elif live is not None and "pipeline" in by_name:
         cost = ratio_between(samples, live_name, "pipeline")
         live.note = f"x pipeline without view: {cost:.3f} (median of per-round ratios)"
+    unpaced = by_name.get(UNPACED)
+    if unpaced is not None and "pipeline" in by_name:
+        paced = ratio_between(samples, "pipeline", UNPACED)
+        unpaced.add_note(f"pipeline (paced) x this: {paced:.3f}")
     p, b, s = (by_name.get(n) for n in ("pipeline", "bare loop", THREADPOOL))
     if s is not None:
         s.note = threadpool_note(samples[THREADPOOL])
@@ -171,6 +181,9 @@ def latency(args: Args) -> list[Row]:
                 *_at_concurrency(c, path, mock.url),
                 *_baseline(args, f"pipeline C={c}", path, mock.url, processing={"max_workers": c}),
             ]
+            if not args.quick:  # what pacing costs against a partner without a limit
+                unpaced = {"max_workers": c, **UNPACING}
+                contenders.append(pipeline(f"{UNPACED} C={c}", path, mock.url, processing=unpaced))
             if c == 20:
                 contenders.append(threadpool(f"{THREADPOOL} C=20", path, mock.url))
             samples = run_rounds(contenders, _rounds(args), mock)
