@@ -52,7 +52,8 @@ def test_an_answer_settles_its_followers_and_is_kept_for_both_stores() -> None:
     assert list(answers) == [BODY_KEY] and [(k, at) for k, at, _ in stored] == [(BODY_KEY, 7.0)]
     assert book.take_unsaved() == ([], {}, [])
     event = book.tally.take_event(WORKING, len(book.outcomes))
-    assert (event.counts, event.deduped, event.reused) == ({schema.OK: 2}, 1, 0)
+    figures = event.figures
+    assert (figures.states, figures.deduped, figures.reused) == ({schema.OK: 2}, 1, 0)
 
 
 def test_a_sender_out_of_retries_hands_its_followers_back_a_permanent_error_does_not() -> None:
@@ -83,7 +84,8 @@ def test_store_answers_count_as_reused_saved_or_deduped() -> None:
     assert book.from_store(row(6), this_run) is True  # this run's answer: deduped only
     assert [book.outcomes[n][schema.REUSED] for n in (1, 5, 6)] == [True, True, False]
     event = book.tally.take_event(WORKING, len(book.outcomes))
-    assert (event.reused, event.saved, event.deduped) == (2, 1, 2)
+    figures = event.figures
+    assert (figures.reused, figures.saved, figures.deduped) == (2, 1, 2)
     assert book.from_store(row(7), {}) is False  # nothing stored: requested
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+from collections import Counter
 
 import pytest
 from rich.console import Console
@@ -18,6 +19,7 @@ from pipeline.view.liveview import (
     top_cards_table,
 )
 from pipeline.view.progress import (
+    Counts,
     LatencyHistogram,
     LogProgress,
     RunSnapshot,
@@ -41,23 +43,16 @@ def text_of(view: LiveProgress, width: int = 100) -> str:
     return out.export_text()
 
 
-def event(pid: int, step: int, **extra: object) -> WorkerEvent:
+def event(pid: int, step: int) -> WorkerEvent:
     """One worker's half second: 9 ok + 1 failed, 11 requests, one 429."""
-    fields: dict[str, object] = {
-        "counts": {"ok": 9, "failed": 1},
-        "requests": 11,
-        "retries": 1,
-        "errors": {"http_429": 1},
-        "latencies_ms": tuple(float(ms) for ms in range(100, 110)),
-    }
-    fields.update(extra)
     return WorkerEvent(
         pid=pid,
         shard=f"shard-{pid:05d}",
         state="working",
         shard_rows_done=10 * step,
         shard_rows=1000,
-        **fields,  # type: ignore[arg-type]
+        figures=Counts(Counter(ok=9, failed=1), Counter(http_429=1), requests=11, retries=1),
+        latencies_ms=tuple(float(ms) for ms in range(100, 110)),
     )
 
 
@@ -203,11 +198,13 @@ def known_stats() -> RunStats:
             state="done",
             shard_rows_done=1000,
             shard_rows=1000,
-            counts={"ok": 900, "no_cards": 50, "invalid": 30, "failed": 20},
-            requests=1100,
-            retries=130,
-            deduped=40,
-            errors={"http_429": 70, "http_5xx": 50, "timeout": 10},
+            figures=Counts(
+                Counter(ok=900, no_cards=50, invalid=30, failed=20),
+                Counter(http_429=70, http_5xx=50, timeout=10),
+                requests=1100,
+                retries=130,
+                deduped=40,
+            ),
             latencies_ms=tuple(float(ms) for ms in range(100, 0, -1)),  # 1..100, any order
         )
     )

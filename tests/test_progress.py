@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import pytest
 from support import Clock
 
 from pipeline.view.progress import (
+    Counts,
     LogProgress,
     RateWindow,
     RunSnapshot,
@@ -25,7 +27,9 @@ def test_log_lines_at_most_every_interval(caplog: pytest.LogCaptureFixture) -> N
         for _ in range(10):  # 1 s steps, 20 users each
             clock.now += 1.0
             progress.event(
-                WorkerEvent(1, "shard-00000.parquet", "working", 0, 0, {"ok": 18, "failed": 2})
+                WorkerEvent(
+                    1, "shard-00000.parquet", "working", 0, 0, Counts(Counter(ok=18, failed=2))
+                )
             )
             progress.tick(RunSnapshot())
         progress.finish()

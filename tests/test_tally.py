@@ -30,9 +30,10 @@ def test_events_carry_what_happened_since_the_last_one() -> None:
         7,
         10,
     )
-    assert event.counts == {schema.OK: 2}
-    assert (event.requests, event.retries, event.deduped) == (3, 1, 1)
-    assert event.errors == {"http_5xx": 1}
+    figures = event.figures
+    assert figures.states == {schema.OK: 2}
+    assert (figures.requests, figures.retries, figures.deduped) == (3, 1, 1)
+    assert figures.errors == {"http_5xx": 1}
     assert event.latencies_ms == (12.5,)
     assert not tally.timer.due(clock.now)  # the next event's time starts now
 

@@ -58,8 +58,9 @@ class RunMetrics:
         self.eta = Gauge("pipeline_eta_seconds", "Seconds to go at the recent rate", registry=r)
         self.eta.set(math.nan)
 
-    def event(self, e: WorkerEvent) -> None:
-        for state, n in e.counts.items():
+    def event(self, event: WorkerEvent) -> None:
+        e = event.figures
+        for state, n in e.states.items():
             self.rows.labels(state).inc(n)
         errors = 0
         for kind, n in e.errors.items():
@@ -69,7 +70,7 @@ class RunMetrics:
             self.requests.labels("ok").inc(e.requests - errors)
         self.retries.inc(e.retries)
         self.throttled.inc(e.errors.get("http_429", 0))
-        for ms in e.latencies_ms:
+        for ms in event.latencies_ms:
             self.latency.observe(ms / 1000.0)
 
     def tick(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pipeline import schema
 from pipeline.run.timers import Every
-from pipeline.view.progress import EVENT_SECONDS, WorkerEvent
+from pipeline.view.progress import EVENT_SECONDS, Counts, WorkerEvent
 
 WORKING, BACKING_OFF, PAUSED, DONE = "working", "backing off", "paused", "done"
 
@@ -29,22 +29,6 @@ def shard_state(*, ready: int, in_flight: int, scheduled: int, paused: bool) -> 
     return WORKING
 
 
-class _Delta:
-    """What happened since the last event."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.requests = 0
-        self.retries = 0
-        self.deduped = 0
-        self.reused = 0
-        self.saved = 0
-        self.oldest: float | None = None
-        """When the oldest answer reused was fetched (Unix seconds)."""
-        self.latencies: list[float] = []
-
-
 class ShardTally:
     """Counts for one shard's events and report (not thread-safe: the shard's lock guards it)."""
 
@@ -53,7 +37,9 @@ class ShardTally:
     ) -> None:
         self.shard = shard
         self.shard_rows = shard_rows
-        self.delta = _Delta()
+        self.delta = Counts()
+        """What happened since the last event."""
+        self.latencies: list[float] = []
         self.timer = Every(EVENT_SECONDS, clock)
         self.this_run_rows = 0
         """Rows this invocation set out to settle (not those done before a resume)."""
@@ -72,20 +58,19 @@ class ShardTally:
         self.delta.retries += 1
 
     def answered(self, latency_ms: float) -> None:
-        self.delta.latencies.append(latency_ms)
+        self.latencies.append(latency_ms)
 
     def copied(self) -> None:
         self.delta.deduped += 1
 
     def reused(self, answered_at: float, *, saved: bool) -> None:
         """A row answered from the answer store; `saved`: a request saved (not a twin's)."""
-        d = self.delta
-        d.reused += 1
-        d.saved += saved
-        d.oldest = answered_at if d.oldest is None else min(d.oldest, answered_at)
+        self.delta.reused += 1
+        self.delta.saved += saved
+        self.delta.reused_at(answered_at)
 
     def finished(self, status: str) -> None:
-        self.delta.counts[status] += 1
+        self.delta.states[status] += 1
         self.this_run_counts[status] += 1
 
     @property
@@ -95,7 +80,8 @@ class ShardTally:
 
     def take_event(self, state: str, rows_done: int) -> WorkerEvent:
         """The event for what happened since the last one; the next delta starts empty."""
-        d, self.delta = self.delta, _Delta()
+        figures, self.delta = self.delta, Counts()
+        latencies, self.latencies = self.latencies, []
         self.timer.reset()
         return WorkerEvent(
             pid=os.getpid(),
@@ -103,13 +89,6 @@ class ShardTally:
             state=state,
             shard_rows_done=rows_done,
             shard_rows=self.shard_rows,
-            counts=dict(d.counts),
-            requests=d.requests,
-            retries=d.retries,
-            deduped=d.deduped,
-            reused=d.reused,
-            saved=d.saved,
-            oldest_answer_at=d.oldest,
-            errors=dict(d.errors),
-            latencies_ms=tuple(d.latencies),
+            figures=figures,
+            latencies_ms=tuple(latencies),
         )

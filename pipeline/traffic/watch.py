@@ -146,9 +146,10 @@ class TrafficWatch:
             now=now - self.limiter.paused_total(),
             ok_total=ok,
             throttled_total=throttled,
-            answered=sum(e.requests for e in events),
+            answered=sum(e.figures.requests for e in events),
             overloaded=sum(
-                e.errors.get("http_5xx", 0) + e.errors.get("timeout", 0) for e in events
+                e.figures.errors.get("http_5xx", 0) + e.figures.errors.get("timeout", 0)
+                for e in events
             ),
             median_ms=latencies[len(latencies) // 2] if latencies else None,
             # Every slot on the wire (not waiting for its turn here): the requests are

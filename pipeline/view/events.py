@@ -8,7 +8,7 @@ pause). Plain, picklable data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,48 @@ EVENT_SECONDS = 0.5
 
 ERROR_KINDS = tuple(kind.value for kind in ErrorKind)
 """The kinds of failed calls (errors.ErrorKind), in the order views list them."""
+
+
+@dataclass
+class Counts:
+    """What rows and requests came to: one worker's since its previous event
+    (`WorkerEvent.figures`), or the whole invocation's (`RunStats.figures`). One type for
+    both, so that a figure is added in one place and summed the same way everywhere."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    """Rows that reached a final state, by state."""
+    errors: Counter[str] = field(default_factory=Counter)
+    """Error answers by kind: http_429, http_5xx, http_4xx, timeout, connection, bad_body."""
+    requests: int = 0
+    retries: int = 0
+    deduped: int = 0
+    """Rows answered by copying another row's answer (identical request body)."""
+    reused: int = 0
+    """Rows answered from the answer store kept across runs."""
+    saved: int = 0
+    """Requests that store saved (a twin's reuse counts as deduped, not saved)."""
+    oldest_answer_at: float | None = None
+    """When the oldest answer reused was fetched (Unix seconds); None: none reused."""
+
+    def add(self, other: Counts) -> None:
+        self.states.update(other.states)
+        self.errors.update(other.errors)
+        self.requests += other.requests
+        self.retries += other.retries
+        self.deduped += other.deduped
+        self.reused += other.reused
+        self.saved += other.saved
+        self.reused_at(other.oldest_answer_at)
+
+    def reused_at(self, answered_at: float | None) -> None:
+        """An answer reused was fetched at `answered_at` (None: no answer)."""
+        old = self.oldest_answer_at
+        if answered_at is not None and (old is None or answered_at < old):
+            self.oldest_answer_at = answered_at
+
+    def done(self) -> int:
+        """Rows that reached a final state."""
+        return sum(self.states.values())
 
 
 @dataclass(frozen=True)
@@ -32,20 +74,8 @@ class WorkerEvent:
     shard_rows_done: int
     """Rows of the shard with an outcome so far (a total, not a delta)."""
     shard_rows: int
-    counts: Mapping[str, int] = field(default_factory=dict)
-    """Rows that reached a final state, by state."""
-    requests: int = 0
-    retries: int = 0
-    deduped: int = 0
-    """Rows answered by copying another row's answer (identical request body)."""
-    reused: int = 0
-    """Rows answered from the answer store kept across runs."""
-    saved: int = 0
-    """Requests that store saved (a twin's reuse counts as deduped, not saved)."""
-    oldest_answer_at: float | None = None
-    """When the oldest answer reused was fetched (Unix seconds); None: none reused."""
-    errors: Mapping[str, int] = field(default_factory=dict)
-    """Error answers by kind: http_429, http_5xx, http_4xx, timeout, connection, bad_body."""
+    figures: Counts = field(default_factory=Counts)
+    """What happened since the previous event."""
     latencies_ms: tuple[float, ...] = ()
     """Latency of each answer received."""
     refused: str = ""

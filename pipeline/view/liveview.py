@@ -128,14 +128,12 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
     it started (a resumed run). Latencies are in ms over every answer of this invocation (the
     percentiles to within 0.05%, see `LatencyHistogram`); None when there were none.
     """
-    s = stats
-    elapsed = s.elapsed
-    h = s.latency
+    s, elapsed, h = stats.figures, stats.elapsed, stats.latency
     facts: list[tuple[str, object]] = [
-        (f"rows {state}", s.counts[state]) for state in schema.STATES
+        (f"rows {state}", s.states[state]) for state in schema.STATES
     ]
     facts += [
-        ("rows done before this resume", s.done_before),
+        ("rows done before this resume", stats.done_before),
         ("requests sent", s.requests),
         ("retries", s.retries),
         ("deduped", s.deduped),
@@ -149,7 +147,7 @@ def summary_facts(stats: RunStats) -> list[tuple[str, object]]:
         ("latency p95 (ms)", _round(h.percentile(0.95), 1)),
         ("latency p99 (ms)", _round(h.percentile(0.99), 1)),
         ("duration of this invocation (s)", round(elapsed, 1)),
-        ("throughput (users/s)", round(s.average_rate(), 2)),
+        ("throughput (users/s)", round(stats.average_rate(), 2)),
         ("requests/s", round(s.requests / elapsed, 2) if elapsed > 0 else 0.0),
     ]
     return facts

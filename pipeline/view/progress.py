@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pipeline.view.events import (
     ERROR_KINDS,
     EVENT_SECONDS,
+    Counts,
     Progress,
     RunSnapshot,
     WorkerEvent,
@@ -99,6 +100,7 @@ def format_duration(seconds: float) -> str:
 __all__ = [
     "ERROR_KINDS",
     "EVENT_SECONDS",
+    "Counts",
     "LatencyHistogram",
     "LogProgress",
     "NullProgress",

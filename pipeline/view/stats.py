@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline.view.events import (
+    Counts,
     RunSnapshot,
     WorkerEvent,
 )
@@ -102,15 +103,8 @@ class RunStats:
         self.clock = clock
         self.total = 0
         self.done_before = 0
-        self.counts: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        """Error answers by kind (see `ERROR_KINDS`)."""
-        self.requests = 0
-        self.retries = 0
-        self.deduped = 0
-        self.reused = 0
-        self.saved = 0
-        self.oldest_answer_at: float | None = None
+        self.figures = Counts()
+        """What this invocation's rows and requests came to, added up from the events."""
         self.latencies: deque[float] = deque(maxlen=self.RECENT_LATENCIES)
         """The most recent latencies, ms."""
         self.latency = LatencyHistogram()
@@ -146,24 +140,14 @@ class RunStats:
     @property
     def invocation_done(self) -> int:
         """Rows that reached a final state in this invocation."""
-        return sum(self.counts.values())
+        return self.figures.done()
 
     @property
     def elapsed(self) -> float:
         return (self.ended if self.ended is not None else self.clock()) - self.started
 
     def add(self, event: WorkerEvent) -> None:
-        self.counts.update(event.counts)
-        self.errors.update(event.errors)
-        self.requests += event.requests
-        self.retries += event.retries
-        self.deduped += event.deduped
-        self.reused += event.reused
-        self.saved += event.saved
-        at = event.oldest_answer_at
-        if at is not None:
-            old = self.oldest_answer_at
-            self.oldest_answer_at = at if old is None else min(old, at)
+        self.figures.add(event.figures)
         self.latencies.extend(event.latencies_ms)
         self.latency.add(event.latencies_ms)
         self.workers[event.pid] = event
@@ -172,7 +156,7 @@ class RunStats:
         now = self.clock()
         self.users.add(now, self.done)
         self.users_now.add(now, self.done)
-        self.request_rate.add(now, self.requests)
+        self.request_rate.add(now, self.figures.requests)
         if snapshot is not None:
             self.snapshot = snapshot
 
