@@ -70,9 +70,8 @@ def test_frame_shows_progress_rates_outcomes_and_workers() -> None:
     view = LiveProgress(console(), clock=clock)
     view.start(total=5000, done=1000)
     drive(view, clock, steps=20)  # 10 s at 80 users/s
-    view.event(
-        event(101, 20, counts={}, requests=0, retries=0, errors={"timeout": 2}, latencies_ms=())
-    )
+    timeouts = Counts(errors=Counter(timeout=2))
+    view.event(WorkerEvent(101, "shard-00101", "working", 200, 1000, figures=timeouts))
     text = text_of(view)
     view.finish()
 

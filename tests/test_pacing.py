@@ -4,10 +4,15 @@ and control loop, whose requests are answered 20 ms later. No sockets, no sleepi
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+
 import pytest
 from pacesim import simulate
+from support import Clock
 
-from pipeline.api.classify import Quota, parse_quota
+from pipeline.api.classify import Outcome, Quota, parse_quota
+from pipeline.config import build_config
 from pipeline.mockapi import Schedule, make_gateway, parse_schedule
 from pipeline.traffic.adaptive import (
     COOLDOWN,
@@ -22,8 +27,11 @@ from pipeline.traffic.adaptive import (
     Pacer,
     PacerPolicy,
 )
-from pipeline.traffic.limiter import RATE_MARGIN
+from pipeline.traffic.limiter import RATE_MARGIN, Limiter, Permit
+from pipeline.traffic.shared import SharedLimits
 from pipeline.traffic.throttle import QuotaPolicy, ThrottlePolicy
+from pipeline.traffic.watch import TrafficWatch
+from pipeline.view.events import Counts, WorkerEvent
 
 KINDS = {
     "token bucket": lambda h: make_gateway("token-bucket", h),
@@ -195,6 +203,28 @@ def test_a_rate_that_looks_clean_but_is_not_served_is_no_sign_that_the_limit_mov
         pacer.update(Feedback(now=step * 0.2, ok_total=12 * step))
         assert not pacer.ramping
     assert pacer.rate <= UNBOUND * 60.0
+
+
+@pytest.mark.parametrize(("first_failing", "cut"), [(10, False), (40, True)])
+def test_users_the_api_always_fails_are_no_overload(first_failing: int, cut: bool) -> None:
+    # 400 answers a second: of every 100 rows tried for the first time, `first_failing` get a
+    # 500; the rows that failed before are asked again, and fail again (30 more 500s).
+    config = build_config({"request": {"amazon_spends": "a"}, "processing": {"rate_limit": 500}})
+    shared = SharedLimits(multiprocessing.get_context("spawn"), 0.0, 64)
+    clock = Clock()
+    limiter = Limiter(shared, None, clock=clock)
+    watch = TrafficWatch(config, limiter, threading.Event(), clock)
+    for _ in range(10):
+        clock.now += 0.2
+        for _ in range(80):  # the answers as the request threads release them
+            shared.slots.acquire(False)
+            limiter.release(Permit(), Outcome.SUCCESS)
+        figures = Counts(requests=26, first_tries=20, first_try_overloads=first_failing // 5)
+        figures.errors["http_5xx"] = first_failing // 5 + 6
+        watch.event(WorkerEvent(1, "shard-00000", "working", 0, 100, figures))
+        watch.tick()
+    assert (watch.pacer is not None and watch.pacer.cuts > 0) == cut
+    assert (limiter.rate() < 500) == cut
 
 
 def test_overload_cuts_to_a_share_of_what_was_served() -> None:

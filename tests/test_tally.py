@@ -40,11 +40,28 @@ def test_events_carry_what_happened_since_the_last_one() -> None:
     tally.request()
     tally.finished(schema.FAILED)
     second = tally.take_event(WORKING, rows_done=8)
-    assert (second.requests, second.counts, second.latencies_ms) == (1, {schema.FAILED: 1}, ())
+    assert (second.figures.requests, second.figures.states) == (1, {schema.FAILED: 1})
+    assert second.latencies_ms == ()
     # The invocation's totals add up every event's.
     assert tally.this_run_requests == 4
     assert tally.this_run_counts == {schema.OK: 2, schema.FAILED: 1}
     assert tally.recovered == 2
+
+
+def test_overloads_are_counted_for_rows_that_had_not_failed_yet() -> None:
+    tally = ShardTally("shard-00001", shard_rows=10, clock=Clock())
+    tally.request()
+    tally.error("http_5xx")  # a row's first failure: the API may be struggling
+    tally.request()
+    tally.error("timeout")
+    tally.request()
+    tally.error("http_429")  # the partner's limit, not an overload
+    for _ in range(5):  # the same row again and again: a user the API always fails
+        tally.request(first=False)
+        tally.error("http_5xx", first=False)
+    figures = tally.take_event(WORKING, rows_done=0).figures
+    assert (figures.requests, figures.errors["http_5xx"]) == (8, 6)
+    assert (figures.first_tries, figures.first_try_overloads) == (3, 2)
 
 
 def test_shard_state() -> None:

@@ -13,10 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 
 from pipeline import schema
+from pipeline.errors import ErrorKind
 from pipeline.run.timers import Every
 from pipeline.view.progress import EVENT_SECONDS, Counts, WorkerEvent
 
 WORKING, BACKING_OFF, PAUSED, DONE = "working", "backing off", "paused", "done"
+OVERLOAD_KINDS = frozenset((ErrorKind.HTTP_5XX.value, ErrorKind.TIMEOUT.value))
+"""Failures that can mean the API is struggling (the pacer slows down on many of them)."""
 
 
 def shard_state(*, ready: int, in_flight: int, scheduled: int, paused: bool) -> str:
@@ -47,12 +50,16 @@ class ShardTally:
         self.this_run_counts: Counter[str] = Counter()
         """This invocation's rows by final state."""
 
-    def request(self) -> None:
+    def request(self, *, first: bool = True) -> None:
+        """A request was made; `first`: for a row that had not failed yet in this run."""
         self.delta.requests += 1
+        self.delta.first_tries += first
         self.this_run_requests += 1
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, *, first: bool = True) -> None:
+        """A request failed (`kind`: an ErrorKind's value; `first`: as for `request`)."""
         self.delta.errors[kind] += 1
+        self.delta.first_try_overloads += first and kind in OVERLOAD_KINDS
 
     def retry(self) -> None:
         self.delta.retries += 1

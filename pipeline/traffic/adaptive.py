@@ -43,10 +43,12 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
    above `limit`, the limit has gone up: slow start again from there, doubling every
    `REPROBE_DOUBLING` seconds at most (80 -> 30 -> 80 req/s: back over 64 within about 4 s
    of the rise).
-4. **Overload**: at least 3 answers 5xx or timeouts making `overload_share` of the answers,
-   or a median latency over `latency_factor` x the best one seen for `SLOW_UPDATES` updates
-   in a row with every slot busy, cuts the rate to `overload_decrease` x what was served
-   (the API is struggling, not counting).
+4. **Overload**: at least 3 answers 5xx or timeouts making `overload_share` of the answers
+   to rows that had not failed yet in this run, or a median latency over `latency_factor` x
+   the best one seen for `SLOW_UPDATES` updates in a row with every slot busy, cuts the rate
+   to `overload_decrease` x what was served (the API is struggling, not counting). A user
+   the API fails every time, asked again, is no sign that it struggles: counted, a tenth of
+   such users held a run to a third of its speed.
 
 Time is *active* time: the coordinator gives the time without the run-wide pauses, and does
 not ask during a pause or an outage; a gap of more than `MAX_STEP` between updates counts as
@@ -96,7 +98,8 @@ class Feedback:
     throttled_total: int = 0
     """429 answers so far in the run, all processes."""
     answered: int = 0
-    """Answers since the last overload figures (any status); 0 = no figures this time."""
+    """Answers since the last overload figures (any status) to rows that had not failed yet
+    in this run; 0 = no figures this time."""
     overloaded: int = 0
     """5xx answers and timeouts among them."""
     median_ms: float | None = None

@@ -146,11 +146,9 @@ class TrafficWatch:
             now=now - self.limiter.paused_total(),
             ok_total=ok,
             throttled_total=throttled,
-            answered=sum(e.figures.requests for e in events),
-            overloaded=sum(
-                e.figures.errors.get("http_5xx", 0) + e.figures.errors.get("timeout", 0)
-                for e in events
-            ),
+            # Rows that had not failed yet: users the API always fails are not an overload.
+            answered=sum(e.figures.first_tries for e in events),
+            overloaded=sum(e.figures.first_try_overloads for e in events),
             median_ms=latencies[len(latencies) // 2] if latencies else None,
             # Every slot on the wire (not waiting for its turn here): the requests are
             # queueing at the API.
