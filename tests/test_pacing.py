@@ -96,11 +96,11 @@ def test_slow_start_doubles_and_does_not_outrun_what_is_served() -> None:
     ok = 0
     for step in range(1, 8):  # the partner serves all of it
         ok += int(pacer.rate * 0.2)
-        pacer.update(Feedback(now=step * 0.2, ok_total=ok))
+        pacer.update(Feedback(now=step * 0.2, ok_total=ok, answers_total=ok))
     assert pacer.rate > 3 * START_RATE
     stuck = Pacer(PacerPolicy(), now=0.0)
     for step in range(1, 40):  # 20 answers a second, whatever the rate: latency holds it
-        stuck.update(Feedback(now=step * 0.2, ok_total=4 * step))
+        stuck.update(Feedback(now=step * 0.2, ok_total=4 * step, answers_total=4 * step))
     assert stuck.rate == pytest.approx(UNBOUND * 20.0, rel=0.05)
 
 
@@ -110,7 +110,8 @@ def _held_by_the_client(pacer: Pacer, capacity: float, steps: range, **extra: fl
     rates, ok = [], float(pacer.history[-1][1])
     for step in steps:
         ok += min(pacer.in_force() or capacity, capacity) * 0.2
-        rates.append(pacer.update(Feedback(now=step * 0.2, ok_total=int(ok), **extra)))  # type: ignore[arg-type]
+        figures = Feedback(now=step * 0.2, ok_total=int(ok), answers_total=int(ok), **extra)  # type: ignore[arg-type]
+        rates.append(pacer.update(figures))
     return rates
 
 
@@ -124,6 +125,16 @@ def test_a_run_the_client_holds_back_is_not_paced_until_the_partner_says_so() ->
     rate = pacer.update(Feedback(now=6.0, ok_total=pacer.history[-1][1] + 100, throttled_total=3))
     assert rate == pytest.approx(CUT * pacer.limit) and 450 <= pacer.limit <= 520
     assert 0.0 not in _held_by_the_client(pacer, 500.0, range(31, 80), throttled_total=3)
+
+
+def test_rows_the_api_fails_every_time_do_not_hold_a_slow_start_back() -> None:
+    # The last rows of a shard: the API answers them as fast as the others, with 500s.
+    pacer = Pacer(PacerPolicy(), now=0.0)
+    answers, rates = 0.0, []
+    for step in range(1, 30):
+        answers += min(pacer.in_force() or 500.0, 500.0) * 0.2
+        rates.append(pacer.update(Feedback(now=step * 0.2, answers_total=int(answers))))
+    assert rates[-1] == 0.0 or rates[-1] >= UNBOUND * 450  # not START_RATE for want of a 200
 
 
 def test_a_lifted_rate_comes_back_when_what_is_served_doubles() -> None:

@@ -124,11 +124,11 @@ def test_pacer_follows_a_window_down_at_once_and_climbs_after_it() -> None:
     ok = 0
     for step in range(1, 10):
         ok += 2
-        assert pacer.update(Feedback(now=step * 0.2, ok_total=ok)) <= 10.0
+        assert pacer.update(Feedback(now=step * 0.2, ok_total=ok, answers_total=ok)) <= 10.0
     pacer.set_ceiling(0.0)  # the window ended: slow start again, from 10
     for step in range(10, 20):
         ok += int(pacer.rate * 0.2)
-        pacer.update(Feedback(now=step * 0.2, ok_total=ok))
+        pacer.update(Feedback(now=step * 0.2, ok_total=ok, answers_total=ok))
     assert pacer.rate > 40.0
 
 

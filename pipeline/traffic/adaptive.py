@@ -7,20 +7,20 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
 
 1. **Start.** With `[processing] rate_limit` set, start there and never go above it. Without
    one, *slow start*: `START_RATE` requests/s, doubled every `RAMP_DOUBLING` seconds, but
-   never more than `UNBOUND` x what was served over the last `RAMP_SPAN` seconds: a run held
-   back by its latency or its in-flight cap does not build up a rate it could dump on the
-   partner later, and the rate the first 429s meet is at most twice the partner's, not ten
-   times. An operator's `pipeline control rate R` replaces the ceiling for the rest of the
-   run, in force at once (`set_ceiling`). A partner without a limit is never touched; one
-   with a limit sees a few dozen 429s, not a flood. A partner that states its quota in
-   headers is taken at its word at once.
-   **Lift.** When what is served has stayed within `FLAT` of one level (at least
-   `LIFT_ABOVE`) for `FLAT_SECONDS` while the rate was held back by it, with no 429, no quota
+   never more than `UNBOUND` x the answers (but 429s, failures included) of the last
+   `RAMP_SPAN` seconds: a run held back by its latency or its in-flight cap does not build up
+   a rate it could dump on the partner later, and the rate the first 429s meet is at most
+   twice the partner's, not ten times. An operator's `pipeline control rate R` replaces the
+   ceiling for the rest of the run, in force at once (`set_ceiling`). A partner without a
+   limit is never touched; one with a limit sees a few dozen 429s, not a flood. A partner
+   that states its quota in headers is taken at its word at once.
+   **Lift.** When the answers have come at one level (within `FLAT`, at least `LIFT_ABOVE`
+   a second) for `FLAT_SECONDS` while the rate was held back by them, with no 429, no quota
    headers and no ceiling, the client (its CPU, its latency, its in-flight cap) is what holds
    the run back, not the partner: the rate is lifted (0 to the limiter), so that requests do
    not queue for places in a schedule that holds nothing back (BENCHMARKS.md, "CPU per
-   user"). A 429, quota headers, an overload, a ceiling, or what is served rising to
-   `REBIND` x that level put a rate back in force.
+   user"). A 429, quota headers, an overload, a ceiling, or the answers coming `REBIND` x as
+   fast put a rate back in force.
 2. **Cut to what was served.** On new 429s, the partner's limit is taken to be what it
    served (successes only) over the last `SERVED_SPAN` seconds, and the rate is set to `CUT`
    x that: just under the partner's real limit, whatever the overshoot was. That figure is
@@ -72,10 +72,10 @@ START_RATE = 20.0  # requests/s of a slow start
 RAMP_DOUBLING = 0.25  # seconds per doubling of a slow start: 20 -> 640 req/s in 1.25 s
 REPROBE_DOUBLING = 0.6  # seconds per doubling of a slow start again, past a limit that moved
 UNBOUND = 2.0  # a slow start runs at most this many times ahead of what is served
-RAMP_SPAN = 0.25  # seconds of successes that measure what a slow start may run ahead of
-FLAT = 0.15  # served within this share of one level: it has stopped growing
-FLAT_SECONDS = 0.6  # for this long, with the rate held by what is served: lift the rate
-REBIND = 2.0  # served this many times the level it was lifted at: slow start again from there
+RAMP_SPAN = 0.25  # seconds of answers that measure what a slow start may run ahead of
+FLAT = 0.15  # answers within this share of one level: they have stopped growing
+FLAT_SECONDS = 0.6  # for this long, with the rate held back by them: lift the rate
+REBIND = 2.0  # answers this many times the level it was lifted at: slow start again
 LIFT_ABOVE = 100.0  # requests/s; below it a schedule costs nothing worth saving
 SERVED_SPAN = 1.0  # seconds of successes that measure the partner's limit
 CUT = 0.97  # share of the served rate to hold after 429s
@@ -97,6 +97,8 @@ class Feedback:
     """Successful answers so far in the run, all processes."""
     throttled_total: int = 0
     """429 answers so far in the run, all processes."""
+    answers_total: int = 0
+    """Answers so far in the run but 429s, failures included, all processes."""
     answered: int = 0
     """Answers since the last overload figures (any status) to rows that had not failed yet
     in this run; 0 = no figures this time."""
@@ -107,6 +109,18 @@ class Feedback:
     """Every in-flight slot was busy while the rate was not what held the run."""
     quota_rate: float = 0.0
     """What the partner's quota headers allow, requests/s (throttle.py); 0 = no headers."""
+
+
+def _per_second(samples: deque[tuple[float, int]], span: float) -> float:
+    """How fast a running total grew over the last `span` seconds of its (time, total)
+    samples (less at the start)."""
+    t1, n1 = samples[-1]
+    t0, n0 = samples[0]
+    for t, n in reversed(samples):
+        t0, n0 = t, n
+        if t <= t1 - span:
+            break
+    return (n1 - n0) / max(t1 - t0, 0.2) if t1 > t0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,9 @@ class Pacer:
         self.last = now
         self.throttled = 0
         self.history: deque[tuple[float, int]] = deque([(now, 0)])
+        """(active time, successes so far): what the partner served."""
+        self.answers: deque[tuple[float, int]] = deque([(now, 0)])
+        """(active time, answers but 429s so far): how fast the API answers the client."""
         self.cuts = 0
         self.at_cut = (-SERVED_SPAN, 0, 0)
         """When the last cut was (active time), and the successes and 429s so far then."""
@@ -138,7 +155,7 @@ class Pacer:
         self.lifted = False
         """The client, not the partner, holds the run back: no rate for the limiter."""
         self.flat = (now, 0.0)
-        """Since when what is served has stayed within `FLAT` of a level, and the level."""
+        """Since when the answers have come within `FLAT` of a level, and the level."""
 
     def in_force(self) -> float:
         """The rate for the shared limiter: `rate`, or 0 (none) while the rate is lifted."""
@@ -160,21 +177,18 @@ class Pacer:
         if raised and self.limit == 0:
             self.ramping = True
 
-    def served(self, now: float, span: float = SERVED_SPAN) -> float:
-        """Successes per second over the last `span` seconds, at most SERVED_SPAN (less at
-        the start)."""
-        t1, ok1 = self.history[-1]
-        t0, ok0 = self.history[0]
-        for t, ok in reversed(self.history):
-            t0, ok0 = t, ok
-            if t <= t1 - span:
-                break
-        return (ok1 - ok0) / max(t1 - t0, 0.2) if t1 > t0 else 0.0
+    def served(self, now: float) -> float:
+        """Successes per second over the last SERVED_SPAN seconds (less at the start)."""
+        return _per_second(self.history, SERVED_SPAN)
+
+    def answering(self) -> float:
+        """Answers but 429s per second (failures too) over the last `RAMP_SPAN` seconds."""
+        return _per_second(self.answers, RAMP_SPAN)
 
     def update(self, f: Feedback) -> float:
         self.now += min(max(0.0, f.now - self.wall), MAX_STEP)
         self.wall, now = f.now, self.now
-        self._remember(now, f.ok_total)
+        self._remember(now, f.ok_total, f.answers_total)
         elapsed, self.last = max(0.0, now - self.last), now
         new_429s, self.throttled = f.throttled_total - self.throttled, f.throttled_total
         overload = self._overload(f)
@@ -194,31 +208,37 @@ class Pacer:
         the client holds the run back (see the module's docstring, 1)."""
         again = self.limit > 0  # past a limit that moved: more carefully
         doubling = REPROBE_DOUBLING if again else RAMP_DOUBLING
-        served = self.served(now, SERVED_SPAN if again else RAMP_SPAN)
+        # Again: ahead of what the partner serves. First: of how fast the API answers, its
+        # failures included: rows it fails every time, left at the end of a shard, must not
+        # hold the rate to START_RATE for want of successes (they did, at a third of the
+        # speed of the same run without pacing).
+        going = self.served(now) if again else self.answering()
         self.rate *= 2.0 ** (elapsed / doubling)
-        held = self.rate >= UNBOUND * served  # what is served holds the rate back
-        self.rate = min(self.rate, max(START_RATE, UNBOUND * served))
+        held = self.rate >= UNBOUND * going  # how fast the API answers holds the rate back
+        self.rate = min(self.rate, max(START_RATE, UNBOUND * going))
         if self.policy.ceiling > 0:
             self.rate = min(self.rate, self.policy.ceiling)
         # The partner said how fast: no need to find out (the limiter holds to it).
         self.rate = max(self.rate, f.quota_rate)
         # Nothing says the partner has a limit, and what is served holds the rate back.
         unknown = self.limit == 0 and self.policy.ceiling <= 0 and f.quota_rate <= 0
-        self._lift(now, served, unknown and self.throttled == 0 and (held or self.lifted))
+        self._lift(now, going, unknown and self.throttled == 0 and (held or self.lifted))
 
-    def _lift(self, now: float, served: float, may: bool) -> None:
-        """Lift the rate once what is served has stayed within `FLAT` of one level, at least
-        `LIFT_ABOVE`, for `FLAT_SECONDS`; bring it back when it rises `REBIND` x that level."""
+    def _lift(self, now: float, going: float, may: bool) -> None:
+        """Lift the rate once the answers have come at one level (within `FLAT`, at least
+        `LIFT_ABOVE` a second) for `FLAT_SECONDS`; bring it back when they come `REBIND` x
+        as fast."""
         since, level = self.flat
-        moved = served > REBIND * level if self.lifted else abs(served - level) > FLAT * level
-        if not may or moved or served < LIFT_ABOVE:
-            self.flat = since, level = now, served
+        moved = going > REBIND * level if self.lifted else abs(going - level) > FLAT * level
+        if not may or moved or going < LIFT_ABOVE:
+            self.flat = since, level = now, going
         self.lifted = now - since >= FLAT_SECONDS
 
-    def _remember(self, now: float, ok_total: int) -> None:
-        self.history.append((now, ok_total))
-        while len(self.history) > 2 and self.history[1][0] <= now - SERVED_SPAN:
-            self.history.popleft()
+    def _remember(self, now: float, ok_total: int, answers_total: int) -> None:
+        for samples, total in ((self.history, ok_total), (self.answers, answers_total)):
+            samples.append((now, total))
+            while len(samples) > 2 and samples[1][0] <= now - SERVED_SPAN:
+                samples.popleft()
 
     def _cut(self, now: float, factor: float, throttled: Feedback | None) -> None:
         """Cut to `factor` x what was served (`throttled`: the feedback with new 429s; then

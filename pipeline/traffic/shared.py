@@ -116,6 +116,12 @@ class SharedHandle:
         counts = self._shared.counts[:]
         return sum(counts[OK::_COUNTERS]), sum(counts[THROTTLED::_COUNTERS])
 
+    def answers(self) -> int:
+        """Answers so far but 429s (failures included; a request given up unsent counts as
+        one), all processes."""
+        counts = self._shared.counts[:]
+        return int(sum(counts[ENDED::_COUNTERS]) - sum(counts[THROTTLED::_COUNTERS]))
+
     def on_the_wire(self) -> int:
         """Requests sent and not yet answered, all processes (not those waiting their turn)."""
         counts = self._shared.counts[:]

@@ -146,6 +146,7 @@ class TrafficWatch:
             now=now - self.limiter.paused_total(),
             ok_total=ok,
             throttled_total=throttled,
+            answers_total=self.limiter.answers(),
             # Rows that had not failed yet: users the API always fails are not an overload.
             answered=sum(e.figures.first_tries for e in events),
             overloaded=sum(e.figures.first_try_overloads for e in events),
