@@ -4,9 +4,9 @@
     .venv/bin/python scripts/bench.py all --quick          # what CI runs (tests/test_bench.py)
 
 Scenarios: overhead (1), latency (2), saturation (2b), cards100 (3), ratelimit (4), server429
-(5), sharding (6), merge (7), kill (8), cache (9), compare (10), gateways (11). Each starts
-its own mock API in a process of its own on loopback (every contender calls the same one),
-runs the contenders in turn, round after round (A B A B ...), and prints one Markdown table
+(5), sharding (6), merge (7), kill (8), cache (9), compare (10), gateways (11), failing (12).
+Each starts its own mock API in a process of its own on loopback (every contender calls the
+same one), runs the contenders in turn, round after round (A B A B ...), and prints one table
 row per contender: medians over the rounds of users/s (wall time of the whole command),
 requests/s seen at the mock, client CPU per user (the contender's whole process tree), peak
 RSS (summed over the tree), the mock's CPU per request, and the median per-round ratio to the
@@ -332,6 +332,30 @@ def server429(args: Args) -> list[Row]:
     return rows
 
 
+def failing(args: Args) -> list[Row]:
+    """12. A tenth of the users the API fails every time (HTTP 500 for their data), 100 ms:
+    their retries must not slow the run down for everyone else."""
+    users = _size(args, 300, 4000)
+    path = data.users_file(args.data_dir, users)
+    failed: dict[str, int] = {}
+
+    def keep(contender: Contender, sample: object) -> None:
+        failed[contender.name] = result_statuses(sample).get("failed", 0)  # type: ignore[arg-type]
+
+    with BenchMock(MockSettings(latency_ms=100, jitter_ms=0, fail_share=0.1)) as mock:
+        contenders = [
+            pipeline(UNPACED, path, mock.url, ok_codes=(1,), processing=UNPACING),
+            pipeline("pipeline", path, mock.url, ok_codes=(1,)),
+        ]
+        samples = run_rounds(contenders, _rounds(args), mock, keep=keep)
+    rows = summarize("12 failing users, a tenth", samples, users, UNPACED)
+    for row in rows:
+        row.add_note(f"{failed.get(row.contender, 0)} rows failed (exit 1)")
+        if row.contender == "pipeline":
+            row.add_note(f"bar >= 0.9 x {UNPACED}: {_verdict((row.ratio or 0) >= 0.9)}")
+    return rows
+
+
 def sharding(args: Args) -> list[Row]:
     """6. Sharding 2,000,000 rows from CSV and Parquet, 200,000 from XLSX."""
     rows: list[Row] = []
@@ -449,6 +473,7 @@ SCENARIOS: dict[str, Callable[[Args], list[Row]]] = {
     "cache": cache,
     "compare": compare,
     "gateways": gateways,
+    "failing": failing,
 }
 
 

@@ -27,6 +27,7 @@ SCENARIOS = (
     "11 gateway: token bucket,",
     "11 gateway: fixed 10 s",
     "11 gateway: limit 80->30->80",
+    "12 failing users",
 )
 
 
