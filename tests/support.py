@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,21 +125,3 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def start_run(config: Path, *extra: str) -> subprocess.Popen[str]:
-    """`pipeline run` in a child process, as from another terminal (plain progress lines)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "--config", str(config), "--no-progress", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)

@@ -17,16 +17,8 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from support import (
-    check_against_model,
-    make_users,
-    results,
-    start_run,
-    unique_bodies,
-    wait_for,
-    write_config,
-    write_csv,
-)
+from runs import ROWS, kill_9, run_ok, setup_run, start_run, wait_for
+from support import check_against_model, make_users, results, unique_bodies, write_config, write_csv
 
 from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings
@@ -34,27 +26,11 @@ from pipeline.ops import control
 from pipeline.state.store import RunLayout
 from pipeline.view.watch import look, render_status
 
-ROWS = 400
-
 
 @pytest.fixture
 def server() -> Iterator[MockServer]:
     with MockServer(MockSettings(latency_ms=10, jitter_ms=2)) as srv:
         yield srv
-
-
-def setup_run(
-    tmp_path: Path, server: MockServer, rate: float
-) -> tuple[Path, list[dict[str, object]]]:
-    users = make_users(ROWS, seed=7)
-    source = write_csv(tmp_path / "users.csv", users)
-    config = write_config(
-        tmp_path,
-        source,
-        url=server.base_url + "/cg/api/pro",
-        processing={"processes": 2, "max_workers": 8, "shard_size": 50, "rate_limit": rate},
-    )
-    return config, users
 
 
 def steer(tmp_path: Path, *words: str) -> None:
@@ -66,7 +42,7 @@ def calculated(server: MockServer) -> int:
 
 
 def test_rate_falls_to_the_new_rate_within_two_seconds(tmp_path: Path, server: MockServer) -> None:
-    config, _ = setup_run(tmp_path, server, rate=40.0)
+    config, _ = setup_run(tmp_path, server, seed=7, rate_limit=40.0)
     proc = start_run(config)
     try:
         wait_for(lambda: calculated(server) >= 40)
@@ -88,7 +64,7 @@ def test_rate_falls_to_the_new_rate_within_two_seconds(tmp_path: Path, server: M
 def test_pause_resume_then_stop_exits_130_and_resumes(
     tmp_path: Path, server: MockServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, users = setup_run(tmp_path, server, rate=50.0)
+    config, users = setup_run(tmp_path, server, seed=7, rate_limit=50.0)
     proc = start_run(config)
     wait_for(lambda: calculated(server) >= 30)
     steer(tmp_path, "pause")
@@ -110,9 +86,7 @@ def test_pause_resume_then_stop_exits_130_and_resumes(
     assert calculated(server) < ROWS
     assert "took it: stopping" in capsys.readouterr().out
 
-    rerun = start_run(config)
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
+    run_ok(config)
     # The orderly stop saved every answer: nothing was requested twice.
     assert calculated(server) == unique_bodies(users)
     check_against_model(results(tmp_path / "out"), users, MockSettings())
@@ -133,7 +107,7 @@ def test_control_without_a_running_run_is_one_line(
 def test_watch_shows_a_running_run_and_says_when_it_was_killed(
     tmp_path: Path, server: MockServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, _ = setup_run(tmp_path, server, rate=40.0)
+    config, _ = setup_run(tmp_path, server, seed=7, rate_limit=40.0)
     layout = RunLayout(tmp_path / "out")
     proc = start_run(config)
     wait_for(lambda: calculated(server) >= 60)
@@ -148,8 +122,7 @@ def test_watch_shows_a_running_run_and_says_when_it_was_killed(
     assert f"{done:,}/{ROWS:,} users" in text
     assert "requests/s" in text and "of 40 limit" in text
 
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
+    kill_9(proc)
     assert main(["watch", "--out", str(layout.root)]) == 0
     out = capsys.readouterr().out
     assert f"/{ROWS} users processed" in out
@@ -159,7 +132,7 @@ def test_watch_shows_a_running_run_and_says_when_it_was_killed(
 def test_watch_follows_a_run_to_its_end(
     tmp_path: Path, server: MockServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, _ = setup_run(tmp_path, server, rate=100.0)
+    config, _ = setup_run(tmp_path, server, seed=7, rate_limit=100.0)
     proc = start_run(config)
     wait_for(lambda: (tmp_path / "out" / "status.json").exists())
     assert main(["watch", "--config", str(config)]) == 0  # returns when the run ends

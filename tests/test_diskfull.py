@@ -23,14 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from runs import PROCESSES, WORKERS, check_workbook, wait_for
 from support import make_users, unique_bodies, write_config, write_csv
-from test_durability import check_workbook, wait_for
 
 from pipeline.cli import main
 from pipeline.errors import TOO_LARGE, TOO_LARGE_TODO
 from pipeline.mockapi import MockServer, MockSettings
 
-WORKERS, PROCESSES = 8, 2
 LIMIT = 4096
 """Bytes a process may write to a file under `fsize`: a lock file's line, not a shard."""
 

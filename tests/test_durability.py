@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import openpyxl
 import pytest
-from support import (
-    check_against_model,
-    make_users,
-    results,
+from runs import (
+    PROCESSES,
+    WORKERS,
+    check_workbook,
+    kill_9,
+    quiet_within,
+    run_ok,
+    setup_run,
     start_run,
-    unique_bodies,
     wait_for,
-    write_config,
-    write_csv,
 )
+from support import check_against_model, make_users, results, unique_bodies, write_config, write_csv
 
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -33,54 +31,12 @@ from pipeline.mockapi import MockServer, MockSettings
 from pipeline.run.pool import ShardPool
 from pipeline.state.store import RunLayout
 
-ROWS = 400
-SHARD = 50
-WORKERS = 8
-PROCESSES = 2
-
-
-@pytest.fixture
-def server() -> Iterator[MockServer]:
-    with MockServer(MockSettings(latency_ms=15, jitter_ms=5)) as srv:
-        yield srv
-
-
-def kill_9(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)  # reaps it and closes the pipes
-
-
-def setup_run(tmp_path: Path, server: MockServer) -> tuple[Path, list[dict[str, object]]]:
-    users = make_users(ROWS, seed=3)
-    source = write_csv(tmp_path / "users.csv", users)
-    config = write_config(
-        tmp_path,
-        source,
-        url=server.base_url + "/cg/api/pro",
-        processing={"processes": PROCESSES, "max_workers": WORKERS, "shard_size": SHARD},
-    )
-    return config, users
-
-
-def quiet_within(server: MockServer, seconds: float) -> int:
-    """Requests the server gets after `seconds` have passed; 0 when it has gone quiet."""
-    time.sleep(seconds)
-    settled = server.stats()["calculate"]
-    time.sleep(1.0)
-    return int(server.stats()["calculate"]) - settled
-
-
-def check_workbook(out: Path, users: list[dict[str, object]]) -> None:
-    book = openpyxl.load_workbook(out / "results.xlsx", read_only=True)
-    ids = [row[0] for row in book["Results"].iter_rows(min_row=2, values_only=True)]
-    book.close()
-    assert ids == [u["user_id"] for u in users]  # every user exactly once, in input order
-
 
 @pytest.mark.parametrize("kill_after", [0, 130, 290])
 def test_kill_9_then_resume_loses_nothing_and_repeats_little(
-    tmp_path: Path, server: MockServer, kill_after: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, slow_server: MockServer, kill_after: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    server = slow_server
     config, users = setup_run(tmp_path, server)
     proc = start_run(config)
     if kill_after == 0:  # before any request: during start-up or sharding
@@ -100,9 +56,7 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
     if facts.get("shards", {}).get("pending"):
         assert facts["next"].startswith("pipeline run resumes")
 
-    rerun = start_run(config)
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
+    run_ok(config)
     total = server.stats()["calculate"]
     # Requested twice: at most the in-flight requests plus one checkpoint batch per process.
     assert total - unique_bodies(users) <= WORKERS + PROCESSES * 50, (before, total)
@@ -112,8 +66,9 @@ def test_kill_9_then_resume_loses_nothing_and_repeats_little(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_130_and_resume_completes(
-    tmp_path: Path, server: MockServer, signum: signal.Signals
+    tmp_path: Path, slow_server: MockServer, signum: signal.Signals
 ) -> None:
+    server = slow_server
     config, users = setup_run(tmp_path, server)
     proc = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 150)
@@ -126,16 +81,15 @@ def test_interrupt_exits_130_and_resume_completes(
     partial = list((tmp_path / "out" / "shards" / "partial").glob("*.jsonl"))
     assert partial or len(list((tmp_path / "out" / "shards" / "results").glob("*"))) > 0
 
-    rerun = start_run(config)
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
+    run_ok(config)
     # An orderly stop lets in-flight requests finish and saves them: nothing is asked twice.
     assert server.stats()["calculate"] == unique_bodies(users)
     check_against_model(results(tmp_path / "out"), users, MockSettings())
     check_workbook(tmp_path / "out", users)
 
 
-def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, server: MockServer) -> None:
+def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, slow_server: MockServer) -> None:
+    server = slow_server
     config, _ = setup_run(tmp_path, server)
     first = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 20)
@@ -148,14 +102,13 @@ def test_second_run_on_the_same_folder_is_refused(tmp_path: Path, server: MockSe
     assert first.returncode == 0, err
 
 
-def test_lock_of_a_killed_run_does_not_hold(tmp_path: Path, server: MockServer) -> None:
+def test_lock_of_a_killed_run_does_not_hold(tmp_path: Path, slow_server: MockServer) -> None:
+    server = slow_server
     config, users = setup_run(tmp_path, server)
     proc = start_run(config)
     wait_for(lambda: server.stats()["calculate"] >= 20)
     kill_9(proc)
-    rerun = start_run(config)
-    _, err = rerun.communicate(timeout=120)
-    assert rerun.returncode == 0, err
+    run_ok(config)
     check_workbook(tmp_path / "out", users)
 
 

@@ -10,18 +10,16 @@ from typing import Any
 
 import openpyxl
 import pytest
+from runs import PROCESSES, WORKERS, kill_9, quiet_within, run_ok, setup_run, start_run, wait_for
 from support import (
     body_of,
     check_against_model,
     make_users,
     results,
-    start_run,
     unique_bodies,
-    wait_for,
     write_config,
     write_csv,
 )
-from test_durability import PROCESSES, WORKERS, kill_9, quiet_within, setup_run
 
 from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings
@@ -147,9 +145,7 @@ def test_kill_9_while_the_store_fills_then_a_new_folder_repeats_little(
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         db.close()
         # Not a resume: a new folder, where only the store knows what was answered.
-        rerun = start_run(config, "--out", str(tmp_path / "second"))
-        _, err = rerun.communicate(timeout=120)
-        assert rerun.returncode == 0, err
+        run_ok(config, "--out", str(tmp_path / "second"))
         twice = server.stats()["calculate"] - unique_bodies(users)
     # Requested twice: at most the in-flight requests plus one checkpoint batch per process.
     assert twice <= WORKERS + PROCESSES * 50

@@ -12,19 +12,12 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
+from runs import check_workbook, setup_run, start_pipeline, start_run, wait_for
 from support import make_users, unique_bodies, write_config, write_csv
-from test_durability import check_workbook, setup_run, wait_for
-from test_faults import start
 
 from pipeline.cli import main
 from pipeline.mockapi import MockServer, MockSettings, Rule
 from pipeline.state.store import RunLayout
-
-
-def pipeline_cmd(*args: str) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "pipeline", *args]
 
 
 def finished_run(tmp_path: Path, server: MockServer, rows: int = 60, *extra: str) -> Path:
@@ -50,7 +43,7 @@ def test_the_lock_holds_when_the_folder_is_deleted_under_a_run(
     tmp_path: Path, slow_server: MockServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, users = setup_run(tmp_path, slow_server)
-    first = start(config)
+    first = start_run(config)
     wait_for(lambda: slow_server.stats()["calculate"] >= 50)
     (tmp_path / "out").rename(tmp_path / "trash")  # as `rm -rf out` sees it, in one step
     shutil.rmtree(tmp_path / "trash", ignore_errors=True)
@@ -86,19 +79,11 @@ def test_leftover_temporary_files_are_removed_by_the_next_command(
 def test_a_kill_or_ctrl_c_during_the_workbook_write_leaves_the_old_one(
     tmp_path: Path, mock_server: MockServer, signum: signal.Signals
 ) -> None:
-    import subprocess
-
     config = finished_run(tmp_path, mock_server, 3000)
     out = tmp_path / "out"
     old = (out / "results.xlsx").read_bytes()
     for _ in range(5):  # until the signal lands while the workbook is being written
-        proc = subprocess.Popen(
-            pipeline_cmd("merge", "--config", str(config)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = start_pipeline("merge", "--config", str(config))
         wait_for(lambda p=proc: bool(list(out.glob(".results.xlsx.*.tmp"))) or p.poll() is not None)
         os.killpg(proc.pid, signum)
         _, err = proc.communicate(timeout=60)
@@ -122,7 +107,7 @@ def test_ctrl_c_during_the_runs_workbook_write_exits_130(
         tmp_path, write_csv(tmp_path / "u.csv", users), url=mock_server.base_url + "/cg/api/pro"
     )
     out = tmp_path / "out"
-    proc = start(config)
+    proc = start_run(config)
     wait_for(lambda: bool(list(out.glob(".results.xlsx.*.tmp"))) or proc.poll() is not None)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -227,7 +212,7 @@ def test_a_resume_tells_the_truth(
 ) -> None:
     config, users = setup_run(tmp_path, slow_server)
     out = tmp_path / "out"
-    proc = start(config)
+    proc = start_run(config)
     wait_for(lambda: slow_server.stats()["calculate"] >= 100)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
@@ -248,7 +233,7 @@ def test_a_resume_tells_the_truth(
     assert slow_server.stats()["calculate"] == unique_bodies(users)
 
     # An interrupted --fresh leaves no workbook of the discarded run.
-    fresh = start(config, "--fresh")
+    fresh = start_run(config, "--fresh")
     wait_for(lambda: not (out / "results.xlsx").exists() or fresh.poll() is not None)
     fresh.send_signal(signal.SIGINT)
     fresh.communicate(timeout=60)
