@@ -1,26 +1,23 @@
 """Pacing: find the partner's limit in seconds, hold just under it, follow it when it moves.
 
 `Pacer.update(feedback)` is called by the coordinator every tick (~0.2 s) with the run's
-running totals of successful answers and 429s (shared counters, so it sees them at once),
-and about once a second with the overload and latency figures of the workers' events. It
-returns the rate the shared limiter should hold (0 = no client-side limit).
+running totals of answers, successes and 429s (shared counters, seen at once), and about once
+a second with the workers' overload and latency figures. It returns the rate the shared
+limiter should hold (0 = no client-side limit).
 
 1. **Start.** With `[processing] rate_limit` set, start there and never go above it. Without
    one, *slow start*: `START_RATE` requests/s, doubled every `RAMP_DOUBLING` seconds, but
    never more than `UNBOUND` x the answers (but 429s, failures included) of the last
    `RAMP_SPAN` seconds: a run held back by its latency or its in-flight cap does not build up
    a rate it could dump on the partner later, and the rate the first 429s meet is at most
-   twice the partner's, not ten times. An operator's `pipeline control rate R` replaces the
-   ceiling for the rest of the run, in force at once (`set_ceiling`). A partner without a
-   limit is never touched; one with a limit sees a few dozen 429s, not a flood. A partner
-   that states its quota in headers is taken at its word at once.
+   twice the partner's: it sees a few dozen 429s, not a flood. Quota headers are taken at
+   their word at once; an operator's `pipeline control rate R` is the ceiling from then on.
    **Lift.** When the answers have come at one level (within `FLAT`, at least `LIFT_ABOVE`
    a second) for `FLAT_SECONDS` while the rate was held back by them, with no 429, no quota
    headers and no ceiling, the client (its CPU, its latency, its in-flight cap) is what holds
-   the run back, not the partner: the rate is lifted (0 to the limiter), so that requests do
-   not queue for places in a schedule that holds nothing back (BENCHMARKS.md, "CPU per
-   user"). A 429, quota headers, an overload, a ceiling, or the answers coming `REBIND` x as
-   fast put a rate back in force.
+   the run back, not the partner: the rate is lifted (0), so requests do not queue for
+   places in a schedule that holds nothing back (BENCHMARKS.md, "CPU per user"). A 429,
+   quota headers, an overload, a ceiling, or answers `REBIND` x as fast bring a rate back.
 2. **Cut to what was served.** On new 429s, the partner's limit is taken to be what it
    served (successes only) over the last `SERVED_SPAN` seconds, and the rate is set to `CUT`
    x that: just under the partner's real limit, whatever the overshoot was. That figure is
@@ -47,18 +44,15 @@ returns the rate the shared limiter should hold (0 = no client-side limit).
    to rows that had not failed yet in this run, or a median latency over `latency_factor` x
    the best one seen for `SLOW_UPDATES` updates in a row with every slot busy, cuts the rate
    to `overload_decrease` x what was served (the API is struggling, not counting). A user
-   the API fails every time, asked again, is no sign that it struggles: counted, a tenth of
-   such users held a run to a third of its speed.
+   the API fails every time, asked again, is no sign of that (BENCHMARKS.md, scenario 12).
 
-Time is *active* time: the coordinator gives the time without the run-wide pauses, and does
-not ask during a pause or an outage; a gap of more than `MAX_STEP` between updates counts as
-`MAX_STEP`. So neither the served rate nor the climb takes a pause for a slow partner or a
-long stretch of calm.
+Time is *active* time: without the run-wide pauses, not asked during a pause or an outage,
+a gap over `MAX_STEP` counted as `MAX_STEP`; so neither the served rate nor the climb takes
+a pause for a slow partner or a long stretch of calm.
 
-Constants were set against the mock's gateway kinds (scripts/bench.py `gateways`):
-token bucket, sliding and fixed windows, with H = 60-80 req/s, 64 in flight, 2 processes.
-What a 429's `Retry-After` does to the run, and the partner's RateLimit headers, are
-throttle.py's. Pure: plain numbers in, a number out, time from the caller.
+Constants were set against the mock's gateway kinds (scripts/bench.py `gateways`, H = 60-80
+req/s, 64 in flight, 2 processes). What a 429's `Retry-After` and the partner's RateLimit
+headers do to the run is throttle.py's. Pure: numbers in, a number out, time from the caller.
 """
 
 from __future__ import annotations
@@ -139,9 +133,7 @@ class Pacer:
         self.ramping = policy.ceiling <= 0
         self.limit = 0.0
         """The partner's limit as last measured (0 = none seen yet)."""
-        self.wall = self.now = now
-        self.quiet_until = now
-        self.last = now
+        self.wall = self.now = self.quiet_until = self.last = now
         self.throttled = 0
         self.history: deque[tuple[float, int]] = deque([(now, 0)])
         """(active time, successes so far): what the partner served."""
@@ -209,9 +201,8 @@ class Pacer:
         again = self.limit > 0  # past a limit that moved: more carefully
         doubling = REPROBE_DOUBLING if again else RAMP_DOUBLING
         # Again: ahead of what the partner serves. First: of how fast the API answers, its
-        # failures included: rows it fails every time, left at the end of a shard, must not
-        # hold the rate to START_RATE for want of successes (they did, at a third of the
-        # speed of the same run without pacing).
+        # failures included, so rows it fails every time do not hold the rate to START_RATE
+        # for want of successes (BENCHMARKS.md, scenario 12).
         going = self.served(now) if again else self.answering()
         self.rate *= 2.0 ** (elapsed / doubling)
         held = self.rate >= UNBOUND * going  # how fast the API answers holds the rate back
