@@ -230,7 +230,7 @@ def test_users_the_api_always_fails_are_no_overload(first_failing: int, cut: boo
         for _ in range(80):  # the answers as the request threads release them
             shared.slots.acquire(False)
             limiter.release(Permit(), Outcome.SUCCESS)
-        figures = Counts(requests=26, first_tries=20, first_try_overloads=first_failing // 5)
+        figures = Counts(requests=26, fresh_requests=20, fresh_overloads=first_failing // 5)
         figures.errors["http_5xx"] = first_failing // 5 + 6
         watch.event(WorkerEvent(1, "shard-00000", "working", 0, 100, figures))
         watch.tick()

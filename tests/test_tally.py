@@ -57,11 +57,11 @@ def test_overloads_are_counted_for_rows_that_had_not_failed_yet() -> None:
     tally.request()
     tally.error("http_429")  # the partner's limit, not an overload
     for _ in range(5):  # the same row again and again: a user the API always fails
-        tally.request(first=False)
-        tally.error("http_5xx", first=False)
+        tally.request(fresh=False)
+        tally.error("http_5xx", fresh=False)
     figures = tally.take_event(WORKING, rows_done=0).figures
     assert (figures.requests, figures.errors["http_5xx"]) == (8, 6)
-    assert (figures.first_tries, figures.first_try_overloads) == (3, 2)
+    assert (figures.fresh_requests, figures.fresh_overloads) == (3, 2)
 
 
 def test_shard_state() -> None:

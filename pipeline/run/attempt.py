@@ -37,6 +37,8 @@ class Attempt:
     """When the answer came (Unix seconds)."""
     stopped: bool = False
     """The run stopped before the call was made."""
+    fresh: bool = True
+    """The row had not failed yet in this run when the call was made (breaker.py)."""
 
 
 def make_attempt(
@@ -45,7 +47,7 @@ def make_attempt(
     """Wait for the limiter and make one call for `row` (`attempts` made before this one);
     `columns`: the input row's columns its outcome keeps; `fresh`: the row has not failed yet
     in this run (only such rows' failures can show the breaker an outage)."""
-    attempt = Attempt(row, attempts + 1)
+    attempt = Attempt(row, attempts + 1, fresh=fresh)
     limiter = process.limiter
     permit = None if process.stop.is_set() else limiter.acquire(fresh)
     if permit is None:

@@ -208,14 +208,13 @@ class ShardRun:
         """Record an attempt (under the lock); True when it added work for the lanes."""
         if a.stopped:
             return False
-        first = a.row[schema.ROW] not in self.failed_before
-        self.tally.request(first=first)
+        self.tally.request(fresh=a.fresh)
         if a.outcome is not None:
             self.ledger.answered(a)
             return self._fail(self.held.answered())
         error = a.error
         assert error is not None
-        self.tally.error(error.kind.value, first=first)
+        self.tally.error(error.kind.value, fresh=a.fresh)
         self.failed_before.add(a.row[schema.ROW])
         policy, limiter = self.process.settings.policy, self.process.limiter
         if isinstance(error, CredentialsRefused):

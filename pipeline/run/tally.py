@@ -50,16 +50,16 @@ class ShardTally:
         self.this_run_counts: Counter[str] = Counter()
         """This invocation's rows by final state."""
 
-    def request(self, *, first: bool = True) -> None:
-        """A request was made; `first`: for a row that had not failed yet in this run."""
+    def request(self, *, fresh: bool = True) -> None:
+        """A request was made; `fresh`: for a row that had not failed yet in this run."""
         self.delta.requests += 1
-        self.delta.first_tries += first
+        self.delta.fresh_requests += fresh
         self.this_run_requests += 1
 
-    def error(self, kind: str, *, first: bool = True) -> None:
-        """A request failed (`kind`: an ErrorKind's value; `first`: as for `request`)."""
+    def error(self, kind: str, *, fresh: bool = True) -> None:
+        """A request failed (`kind`: an ErrorKind's value; `fresh`: as for `request`)."""
         self.delta.errors[kind] += 1
-        self.delta.first_try_overloads += first and kind in OVERLOAD_KINDS
+        self.delta.fresh_overloads += fresh and kind in OVERLOAD_KINDS
 
     def retry(self) -> None:
         self.delta.retries += 1

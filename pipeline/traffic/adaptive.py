@@ -185,7 +185,7 @@ class Pacer:
         new_429s, self.throttled = f.throttled_total - self.throttled, f.throttled_total
         overload = self._overload(f)
         if now < self.quiet_until:
-            return self.rate
+            return self.in_force()
         if new_429s > 0 or overload is not None:
             factor = 1.0 if overload is None else overload
             self._cut(now, factor, f if new_429s > 0 else None)
@@ -196,8 +196,9 @@ class Pacer:
         return self.in_force()
 
     def _ramp(self, now: float, elapsed: float, f: Feedback) -> None:
-        """Slow start: double, never past `UNBOUND` x what is served; lift the rate while
-        the client holds the run back (see the module's docstring, 1)."""
+        """Slow start: double, never past `UNBOUND` x how fast the API answers (past a limit
+        that moved: what it serves); lift the rate while the client holds the run back (see
+        the module's docstring, 1)."""
         again = self.limit > 0  # past a limit that moved: more carefully
         doubling = REPROBE_DOUBLING if again else RAMP_DOUBLING
         # Again: ahead of what the partner serves. First: of how fast the API answers, its
@@ -211,7 +212,7 @@ class Pacer:
             self.rate = min(self.rate, self.policy.ceiling)
         # The partner said how fast: no need to find out (the limiter holds to it).
         self.rate = max(self.rate, f.quota_rate)
-        # Nothing says the partner has a limit, and what is served holds the rate back.
+        # Nothing says the partner has a limit, and how fast it answers holds the rate back.
         unknown = self.limit == 0 and self.policy.ceiling <= 0 and f.quota_rate <= 0
         self._lift(now, going, unknown and self.throttled == 0 and (held or self.lifted))
 

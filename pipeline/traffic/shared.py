@@ -111,21 +111,26 @@ class SharedHandle:
         with self._count_lock:
             self._shared.counts[self._base + counter] += 1
 
+    def _sums(self) -> list[int]:
+        """Each counter (OK, THROTTLED, STARTED, ENDED) summed over every process's set."""
+        counts = self._shared.counts[:]
+        return [sum(counts[counter::_COUNTERS]) for counter in range(_COUNTERS)]
+
     def totals(self) -> tuple[int, int]:
         """(successes, 429s) so far, all processes."""
-        counts = self._shared.counts[:]
-        return sum(counts[OK::_COUNTERS]), sum(counts[THROTTLED::_COUNTERS])
+        sums = self._sums()
+        return sums[OK], sums[THROTTLED]
 
     def answers(self) -> int:
         """Answers so far but 429s (failures included; a request given up unsent counts as
         one), all processes."""
-        counts = self._shared.counts[:]
-        return int(sum(counts[ENDED::_COUNTERS]) - sum(counts[THROTTLED::_COUNTERS]))
+        sums = self._sums()
+        return sums[ENDED] - sums[THROTTLED]
 
     def on_the_wire(self) -> int:
         """Requests sent and not yet answered, all processes (not those waiting their turn)."""
-        counts = self._shared.counts[:]
-        return int(sum(counts[STARTED::_COUNTERS]) - sum(counts[ENDED::_COUNTERS]))
+        sums = self._sums()
+        return sums[STARTED] - sums[ENDED]
 
     def hold(self) -> None:
         """Hold every request of the run until `unhold()` (an operator's pause)."""

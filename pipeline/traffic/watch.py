@@ -148,8 +148,8 @@ class TrafficWatch:
             throttled_total=throttled,
             answers_total=self.limiter.answers(),
             # Rows that had not failed yet: users the API always fails are not an overload.
-            answered=sum(e.figures.first_tries for e in events),
-            overloaded=sum(e.figures.first_try_overloads for e in events),
+            answered=sum(e.figures.fresh_requests for e in events),
+            overloaded=sum(e.figures.fresh_overloads for e in events),
             median_ms=latencies[len(latencies) // 2] if latencies else None,
             # Every slot on the wire (not waiting for its turn here): the requests are
             # queueing at the API.

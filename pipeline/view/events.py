@@ -41,10 +41,10 @@ class Counts:
     """Requests that store saved (a twin's reuse counts as deduped, not saved)."""
     oldest_answer_at: float | None = None
     """When the oldest answer reused was fetched (Unix seconds); None: none reused."""
-    first_tries: int = 0
+    fresh_requests: int = 0
     """Requests for rows that had not failed yet in this run. The pacer reads overload from
     these alone: a user the API always fails is no sign that it struggles."""
-    first_try_overloads: int = 0
+    fresh_overloads: int = 0
     """5xx answers and timeouts among them."""
 
     def add(self, other: Counts) -> None:
@@ -55,8 +55,8 @@ class Counts:
         self.deduped += other.deduped
         self.reused += other.reused
         self.saved += other.saved
-        self.first_tries += other.first_tries
-        self.first_try_overloads += other.first_try_overloads
+        self.fresh_requests += other.fresh_requests
+        self.fresh_overloads += other.fresh_overloads
         self.reused_at(other.oldest_answer_at)
 
     def reused_at(self, answered_at: float | None) -> None:
