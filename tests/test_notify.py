@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from pipeline.errors import EXIT_FAILED_ROWS
 from pipeline.mockapi import MockServer, MockSettings, Rule
 from pipeline.ops.notify import FLUSH_SECONDS, webhook_url
 from pipeline.ops.operations import Operations
+from pipeline.state.runinfo import file_log
 from pipeline.state.store import RunLayout
 
 ENV = "PIPELINE_TEST_WEBHOOK"
@@ -320,3 +322,18 @@ def test_the_finished_message_says_the_coordinators_counts_without_reading_again
     finished = hook.bodies[-1]
     assert finished["event"] == "finished" and finished["fields"]["rows"] == counts
     assert "ok 7, no_cards 1, invalid 0, failed 2" in finished["text"]
+
+
+def test_a_line_logged_after_the_run_log_is_closed_does_not_open_it_again(tmp_path: Path) -> None:
+    # A notifier that gave up on its webhook can still hold the run log's handler as the run
+    # ends: its late line must not open pipeline.log again (and leave the file open).
+    layout = RunLayout(tmp_path / "out")
+    log = logging.getLogger("pipeline")
+    with file_log(layout):
+        handler = log.handlers[-1]
+        log.warning("during the run")
+    late = logging.LogRecord("pipeline", logging.WARNING, __file__, 1, "after it", None, None)
+    handler.handle(late)
+    assert getattr(handler, "stream", "") is None  # not opened again
+    text = layout.log_file.read_text(encoding="utf-8")
+    assert "during the run" in text and "after it" not in text

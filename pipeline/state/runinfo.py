@@ -164,12 +164,23 @@ class _QuietFileHandler(logging.FileHandler):
     """A log line that cannot be written (a full disk) is dropped, not printed as a traceback:
     the error that matters is reported by the write that failed."""
 
+    ended = False
+    """Closed by the end of its block: lines that still come are dropped."""
+
     def handleError(self, record: logging.LogRecord) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # A thread that outlives the block (a notifier giving up on its webhook) can still
+        # hold this handler: FileHandler would open the file again for its line and leave it
+        # open.
+        if not self.ended:
+            super().emit(record)
 
     def close(self) -> None:
         # Closing flushes what the disk refused before: that error would replace the one
         # that stopped the command (and lose the path it names).
+        self.ended = True
         with contextlib.suppress(OSError):
             super().close()
 
